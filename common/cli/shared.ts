@@ -1,0 +1,123 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Argv } from 'yargs';
+import { ConfigError } from '../errors.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../log-setup.js';
+
+/** Flags that cproxy and sproxy share, with their defaults (DESIGN.md "Defaults"). */
+export interface SharedCliOptions {
+  heartbeatIntervalMs: number;
+  deadAfterMs: number;
+  resumeWindowMs: number;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+}
+
+export function addSharedOptions<T>(argv: Argv<T>) {
+  return argv
+    .option('heartbeat-interval', {
+      type: 'string',
+      default: '1000',
+      describe: 'send a heartbeat on the link every MS milliseconds',
+      requiresArg: true,
+    })
+    .option('dead-after', {
+      type: 'string',
+      default: '3000',
+      describe: 'declare the link dead after MS milliseconds without a packet',
+      requiresArg: true,
+    })
+    .option('resume-window', {
+      type: 'string',
+      default: '86400',
+      describe: 'keep sessions this many SECONDS while the link is down',
+      requiresArg: true,
+    })
+    .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'least severe level logged' })
+    .option('log-format', {
+      choices: LOG_FORMATS,
+      default: 'auto' as LogFormat,
+      describe: 'log lines on stderr: readable, JSON, or readable only on a terminal',
+    });
+}
+
+/** Parses a whole number of `unit` from a flag, with a one-line reason when it is not one. */
+export function parsePositiveInteger(text: string | number, flag: string, min = 1, max = 2 ** 31 - 1): number {
+  const value = typeof text === 'number' ? text : /^\d+$/.test(text.trim()) ? Number(text.trim()) : Number.NaN;
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`--${flag} must be a whole number from ${min} to ${max}, got "${text}"`);
+  }
+  return value;
+}
+
+export function readSharedOptions(args: Record<string, unknown>): SharedCliOptions {
+  return {
+    heartbeatIntervalMs: parsePositiveInteger(args['heartbeat-interval'] as string, 'heartbeat-interval', 10),
+    deadAfterMs: parsePositiveInteger(args['dead-after'] as string, 'dead-after', 20),
+    resumeWindowMs: parsePositiveInteger(args['resume-window'] as string, 'resume-window', 1, 2_147_483) * 1000,
+    logLevel: args['log-level'] as LogLevel,
+    logFormat: args['log-format'] as LogFormat,
+  };
+}
+
+/** The version in the package.json above this module, in the source tree and in dist/ alike. */
+export function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, 'package.json');
+    if (existsSync(candidate)) {
+      const parsed = JSON.parse(readFileSync(candidate, 'utf8')) as { name?: string; version?: string };
+      if (parsed.name === 'eternal-tcp' && parsed.version !== undefined) return parsed.version;
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return 'unknown';
+    dir = parent;
+  }
+}
+
+/** Thrown by the yargs failure handler so that bad input ends in one line, not a usage dump. */
+export class UsageError extends Error {}
+
+export function failWithUsageError(message: string | null | undefined, error: Error | undefined): never {
+  throw new UsageError(message ?? error?.message ?? 'invalid arguments');
+}
+
+/**
+ * Runs a CLI's main: a ConfigError or UsageError becomes `name: reason` on one line and exit
+ * status 2; anything else is a crash and says so.
+ */
+export function runCli(name: string, main: () => Promise<void>): void {
+  main().catch((error: unknown) => {
+    if (error instanceof UsageError || error instanceof ConfigError) {
+      process.stderr.write(`${name}: ${error.message}\n${name}: see '${name} --help'\n`);
+      process.exit(2);
+    }
+    const listen = error as NodeJS.ErrnoException;
+    if (listen.code === 'EADDRINUSE' || listen.code === 'EACCES' || listen.code === 'EADDRNOTAVAIL') {
+      process.stderr.write(`${name}: cannot listen: ${listen.message}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`${name}: fatal: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  });
+}
+
+/**
+ * SIGINT/SIGTERM: run `shutdown` once, then exit 0; a second signal or a stuck shutdown forces
+ * the exit after `graceMs`.
+ */
+export function exitOnSignals(shutdown: () => Promise<void>, graceMs = 3000): void {
+  let stopping = false;
+  const onSignal = (): void => {
+    if (stopping) process.exit(0);
+    stopping = true;
+    setTimeout(() => process.exit(0), graceMs).unref();
+    shutdown().then(
+      () => process.exit(0),
+      () => process.exit(0),
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}

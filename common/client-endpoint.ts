@@ -1,0 +1,309 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { systemClock, type Clock, type TimerHandle } from './clock.js';
+import { resolveClientConfig, type ClientConfig } from './config.js';
+import { ClosedError, HandshakeError, ProtocolError, type EternalError } from './errors.js';
+import { Link, type LinkHandler } from './link.js';
+import { describeError, silentLogger, type Logger } from './logger.js';
+import { Multiplexer, type ResumeSummary } from './multiplexer.js';
+import { CLIENT_ID_BYTES, LINK_SESSION_ID, PacketType } from './protocol/constants.js';
+import type { Frame } from './protocol/frame-decoder.js';
+import { decodeWelcome, encodeHello } from './protocol/messages.js';
+import type { FinishReason, Session } from './session.js';
+
+/**
+ * Opens one transport connection to the server. It must emit 'connect' once connected, or
+ * 'error'/'close' on failure, like `net.connect` (the default) or `tls.connect`.
+ */
+export type Dialer = () => Duplex;
+
+export interface ClientEndpointOptions {
+  dial: Dialer;
+  /** Printable server address, for logs. */
+  serverName: string;
+  config?: Partial<ClientConfig>;
+  logger?: Logger;
+  clock?: Clock;
+  /** Copy written buffers (needed when callers reuse them); the proxies write fresh socket chunks. */
+  copyWrites?: boolean;
+  /** Random in [0, 1), for backoff jitter. */
+  random?: () => number;
+  /** Client identity; random by default. */
+  clientId?: Buffer;
+}
+
+/**
+ *  - connecting:  a dial is in progress
+ *  - handshaking: connected, HELLO sent, waiting for WELCOME
+ *  - up:          the multiplexer runs (or is syncing) on the link
+ *  - waiting:     the last attempt failed; the next one is on a timer
+ *  - closed:      close() was called; nothing more happens
+ */
+export type ClientState = 'connecting' | 'handshaking' | 'up' | 'waiting' | 'closed';
+
+export interface ClientEndpointEvents {
+  /** The link is up and every session resumed. */
+  up: [info: { attempts: number; downMs: number | null; summary: ResumeSummary; knownClient: boolean }];
+  /** The link went down. */
+  down: [error: EternalError];
+  /** An attempt failed; the next is in `delayMs`. */
+  retry: [info: { attempt: number; delayMs: number; error: string }];
+  'session-finished': [session: Session, reason: FinishReason, detail: string];
+}
+
+/**
+ * The client end: dials the server, keeps redialling when the link dies (at once, then with capped
+ * exponential backoff and jitter), and resumes every session on each new link.
+ */
+export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implements LinkHandler {
+  readonly clientId: Buffer;
+  readonly #dial: Dialer;
+  readonly #serverName: string;
+  readonly #config: ClientConfig;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  readonly #mux: Multiplexer;
+  #state: ClientState = 'connecting';
+  #socket: Duplex | null = null;
+  #link: Link | null = null;
+  #connectTimer: TimerHandle | null = null;
+  #retryTimer: TimerHandle | null = null;
+  /** Gives up on the sessions when no link comes back within the resume window. */
+  #resumeWindowTimer: TimerHandle | null = null;
+  /** Failed attempts since the link was last up. */
+  #failures = 0;
+  #downSince: number | null = null;
+  #knownClient = false;
+  #everUp = false;
+  /** When a lost link was last redialled at once (not after a backoff delay). */
+  #lastImmediateRedialAt = Number.NEGATIVE_INFINITY;
+
+  constructor(options: ClientEndpointOptions) {
+    super();
+    this.#dial = options.dial;
+    this.#serverName = options.serverName;
+    this.#config = resolveClientConfig(options.config);
+    this.#logger = options.logger ?? silentLogger;
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? Math.random;
+    this.clientId = options.clientId ?? randomBytes(CLIENT_ID_BYTES);
+    this.#mux = new Multiplexer({
+      role: 'client',
+      config: this.#config,
+      logger: this.#logger,
+      copyWrites: options.copyWrites ?? true,
+    });
+    this.#mux.on('resumed', (summary) => this.#onResumed(summary));
+    this.#mux.on('session-finished', (session, reason, detail) => this.emit('session-finished', session, reason, detail));
+    this.#connect();
+  }
+
+  get state(): ClientState {
+    return this.#state;
+  }
+
+  get sessionCount(): number {
+    return this.#mux.sessionCount;
+  }
+
+  /** A new session. It works at once: its bytes queue until the link is up. */
+  openSession(): Session {
+    if (this.#state === 'closed') throw new ClosedError('client endpoint is closed');
+    return this.#mux.openSession();
+  }
+
+  /**
+   * Stops for good: tells the server (GOAWAY) so that it releases our sessions, resets the local
+   * sessions and stops redialling. Idempotent.
+   */
+  close(reason = 'client shutting down'): void {
+    if (this.#state === 'closed') return;
+    this.#setState('closed');
+    this.#retryTimer?.cancel();
+    this.#connectTimer?.cancel();
+    this.#resumeWindowTimer?.cancel();
+    this.#mux.loseAll(reason);
+    if (this.#link !== null && this.#mux.link === this.#link) this.#mux.sendGoAway(reason);
+    this.#link?.fail(new ClosedError(reason));
+    this.#socket?.destroy();
+  }
+
+  #connect(): void {
+    this.#setState('connecting');
+    const attempt = this.#failures + 1;
+    this.#logger.debug({ server: this.#serverName, attempt }, 'connecting');
+    let socket: Duplex;
+    try {
+      socket = this.#dial();
+    } catch (error) {
+      this.#scheduleRetry(describeError(error));
+      return;
+    }
+    this.#socket = socket;
+    let settled = false;
+    const onConnect = (): void => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      this.#startHandshake(socket);
+    };
+    const onFailure = (error?: Error): void => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      socket.destroy();
+      this.#scheduleRetry(error === undefined ? 'connection closed' : describeError(error));
+    };
+    const onError = (error: Error): void => onFailure(error);
+    const onClose = (): void => onFailure();
+    const cleanup = (): void => {
+      this.#connectTimer?.cancel();
+      this.#connectTimer = null;
+      socket.off('connect', onConnect);
+      socket.off('secureConnect', onConnect);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+    };
+    socket.once('connect', onConnect);
+    socket.on('error', onError);
+    socket.once('close', onClose);
+    this.#connectTimer = this.#clock.setTimeout(
+      () => onFailure(new Error(`connect timed out after ${this.#config.connectTimeoutMs} ms`)),
+      this.#config.connectTimeoutMs,
+    );
+  }
+
+  #startHandshake(socket: Duplex): void {
+    if (this.#state === 'closed') {
+      socket.destroy();
+      return;
+    }
+    this.#setState('handshaking');
+    const link = new Link({
+      socket,
+      clock: this.#clock,
+      heartbeatIntervalMs: this.#config.heartbeatIntervalMs,
+      deadAfterMs: this.#config.deadAfterMs,
+      writeHighWaterBytes: this.#config.linkWriteHighWaterBytes,
+      peer: this.#serverName,
+    });
+    this.#link = link;
+    link.setHandler(this);
+    link.onDown(this.#onLinkDown);
+    link.writePacket(PacketType.Hello, LINK_SESSION_ID, 0, 0, encodeHello(this.clientId));
+  }
+
+  // LinkHandler while handshaking; the multiplexer takes over on WELCOME.
+  onFrame(link: Link, frame: Frame): void {
+    if (frame.header.type !== PacketType.Welcome) {
+      if (frame.header.type === PacketType.GoAway) {
+        throw new HandshakeError(`server refused the link: ${frame.payload.toString('utf8')}`);
+      }
+      throw new ProtocolError(`expected WELCOME, got ${PacketType[frame.header.type] ?? frame.header.type}`);
+    }
+    const welcome = decodeWelcome(frame.payload);
+    this.#knownClient = welcome.knownClient;
+    if (this.#everUp && !welcome.knownClient && this.#mux.sessionCount > 0) {
+      this.#logger.warn(
+        { server: this.#serverName },
+        'server does not know this client (it restarted or the resume window expired): its sessions are lost',
+      );
+    }
+    this.#setState('up');
+    this.#mux.attach(link);
+  }
+
+  onWritable(): void {}
+
+  readonly #onLinkDown = (link: Link, error: EternalError): void => {
+    if (this.#link !== link) return;
+    this.#link = null;
+    this.#socket = null;
+    if (this.#state === 'closed') return;
+    const wasUp = this.#state === 'up';
+    if (wasUp) {
+      this.#downSince = this.#clock.now();
+      this.#armResumeWindow();
+      this.#logger.warn({ server: this.#serverName, reason: error.message, code: error.code }, 'link down');
+      this.emit('down', error);
+      // The first attempt after a lost link goes out at once: the path is often fine already. At
+      // most one such attempt per maximum backoff delay, so that a server that accepts and then
+      // drops us cannot drive a busy loop.
+      const now = this.#clock.now();
+      if (now - this.#lastImmediateRedialAt >= this.#config.reconnectMaxDelayMs) {
+        this.#lastImmediateRedialAt = now;
+        this.#failures = 0;
+        this.#connect();
+      } else {
+        this.#scheduleRetry(error.message);
+      }
+    } else {
+      this.#scheduleRetry(error.message);
+    }
+  };
+
+  #onResumed(summary: ResumeSummary): void {
+    const downMs = this.#downSince === null ? null : Math.round(this.#clock.now() - this.#downSince);
+    const attempts = this.#failures + 1;
+    this.#logger.info(
+      {
+        server: this.#serverName,
+        attempts,
+        downMs,
+        sessions: summary.sessions,
+        resentPackets: summary.resentPackets,
+        lostSessions: summary.lostSessions,
+      },
+      this.#everUp ? 'link up: sessions resumed' : 'link up',
+    );
+    this.#everUp = true;
+    this.#failures = 0;
+    this.#downSince = null;
+    this.#resumeWindowTimer?.cancel();
+    this.#resumeWindowTimer = null;
+    this.emit('up', { attempts, downMs, summary, knownClient: this.#knownClient });
+  }
+
+  #scheduleRetry(reason: string): void {
+    if (this.#state === 'closed') return;
+    this.#failures++;
+    this.#downSince ??= this.#clock.now();
+    this.#armResumeWindow();
+    // Capped exponential backoff with jitter in [50%, 100%] of the step, so that many clients
+    // cut off together do not all redial in the same instant.
+    const step = Math.min(
+      this.#config.reconnectMaxDelayMs,
+      this.#config.reconnectBaseDelayMs * 2 ** Math.min(this.#failures - 1, 30),
+    );
+    const delayMs = Math.round(step * (0.5 + this.#random() * 0.5));
+    this.#logger.info(
+      { server: this.#serverName, attempt: this.#failures, retryInMs: delayMs, reason },
+      'connect attempt failed',
+    );
+    this.emit('retry', { attempt: this.#failures, delayMs, error: reason });
+    this.#setState('waiting');
+    this.#retryTimer = this.#clock.setTimeout(() => {
+      this.#retryTimer = null;
+      if (this.#state === 'waiting') this.#connect();
+    }, delayMs);
+  }
+
+  /** Starts counting the resume window from the first moment without a link (idempotent). */
+  #armResumeWindow(): void {
+    this.#resumeWindowTimer ??= this.#clock.setTimeout(() => {
+      this.#resumeWindowTimer = null;
+      if (this.#state === 'up' || this.#mux.sessionCount === 0) return;
+      this.#logger.warn(
+        { server: this.#serverName, resumeWindowMs: this.#config.resumeWindowMs },
+        'no link within the resume window: giving up on the sessions',
+      );
+      this.#mux.loseAll('the server could not be reached within the resume window');
+    }, this.#config.resumeWindowMs);
+  }
+
+  #setState(state: ClientState): void {
+    this.#state = state;
+  }
+}

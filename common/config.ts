@@ -1,0 +1,101 @@
+import { ConfigError } from './errors.js';
+import { MAX_PAYLOAD_BYTES } from './protocol/constants.js';
+
+/** Timing and sizing of the engine. Every field names its unit. */
+export interface EngineConfig {
+  /** A HEARTBEAT goes out on the link this often, each way. */
+  heartbeatIntervalMs: number;
+  /** The link is dead when nothing has arrived for this long. */
+  deadAfterMs: number;
+  /** Most unacknowledged payload bytes per session in flight (flow-control window). */
+  windowBytes: number;
+  /** Largest DATA payload sent. Smaller frames interleave sessions more finely on the link. */
+  maxFramePayloadBytes: number;
+  /** The link writer stops taking packets from sessions while the socket buffers this much. */
+  linkWriteHighWaterBytes: number;
+  /** Per session: received bytes buffered before acks wait for the consumer. */
+  sessionReadableHighWaterBytes: number;
+  /** Per session: written bytes Node buffers before write() returns false. */
+  sessionWritableHighWaterBytes: number;
+  /**
+   * How long sessions wait for a link to come back. The server then drops the client's sessions;
+   * the client gives up on its sessions after the same time without reaching the server.
+   */
+  resumeWindowMs: number;
+}
+
+/** Client side: how the link is dialled again. */
+export interface ClientConfig extends EngineConfig {
+  /** A connect attempt that has not completed by then is abandoned. */
+  connectTimeoutMs: number;
+  /** First delay between failed attempts, doubled each time (with jitter) up to the maximum. */
+  reconnectBaseDelayMs: number;
+  reconnectMaxDelayMs: number;
+}
+
+/** Server side: nothing beyond the engine's settings yet. */
+export type ServerConfig = EngineConfig;
+
+export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = {
+  heartbeatIntervalMs: 1000,
+  deadAfterMs: 3000,
+  windowBytes: 2 * 1024 * 1024,
+  maxFramePayloadBytes: 16 * 1024,
+  linkWriteHighWaterBytes: 128 * 1024,
+  sessionReadableHighWaterBytes: 64 * 1024,
+  sessionWritableHighWaterBytes: 64 * 1024,
+  resumeWindowMs: 24 * 60 * 60 * 1000,
+};
+
+export const DEFAULT_CLIENT_CONFIG: Readonly<ClientConfig> = {
+  ...DEFAULT_ENGINE_CONFIG,
+  connectTimeoutMs: 2000,
+  reconnectBaseDelayMs: 100,
+  reconnectMaxDelayMs: 1000,
+};
+
+export const DEFAULT_SERVER_CONFIG: Readonly<ServerConfig> = DEFAULT_ENGINE_CONFIG;
+
+function requireInteger(name: string, value: number, min: number, max: number): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
+  }
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1; // Node timers overflow past this and fire at once.
+
+export function validateEngineConfig(config: EngineConfig): void {
+  requireInteger('heartbeatIntervalMs', config.heartbeatIntervalMs, 10, MAX_TIMER_MS);
+  requireInteger('deadAfterMs', config.deadAfterMs, 20, MAX_TIMER_MS);
+  if (config.deadAfterMs <= config.heartbeatIntervalMs) {
+    throw new ConfigError(
+      `deadAfterMs (${config.deadAfterMs}) must be longer than heartbeatIntervalMs (${config.heartbeatIntervalMs})`,
+    );
+  }
+  requireInteger('maxFramePayloadBytes', config.maxFramePayloadBytes, 1, MAX_PAYLOAD_BYTES);
+  requireInteger('windowBytes', config.windowBytes, config.maxFramePayloadBytes, 2 ** 30);
+  requireInteger('linkWriteHighWaterBytes', config.linkWriteHighWaterBytes, 1, 2 ** 30);
+  requireInteger('sessionReadableHighWaterBytes', config.sessionReadableHighWaterBytes, 1, 2 ** 30);
+  requireInteger('sessionWritableHighWaterBytes', config.sessionWritableHighWaterBytes, 1, 2 ** 30);
+  requireInteger('resumeWindowMs', config.resumeWindowMs, 1, MAX_TIMER_MS);
+}
+
+export function resolveClientConfig(overrides: Partial<ClientConfig> = {}): ClientConfig {
+  const config = { ...DEFAULT_CLIENT_CONFIG, ...definedOnly(overrides) };
+  validateEngineConfig(config);
+  requireInteger('connectTimeoutMs', config.connectTimeoutMs, 1, MAX_TIMER_MS);
+  requireInteger('reconnectBaseDelayMs', config.reconnectBaseDelayMs, 1, MAX_TIMER_MS);
+  requireInteger('reconnectMaxDelayMs', config.reconnectMaxDelayMs, config.reconnectBaseDelayMs, MAX_TIMER_MS);
+  return config;
+}
+
+export function resolveServerConfig(overrides: Partial<ServerConfig> = {}): ServerConfig {
+  const config = { ...DEFAULT_SERVER_CONFIG, ...definedOnly(overrides) };
+  validateEngineConfig(config);
+  return config;
+}
+
+/** Drops keys whose value is undefined, so that they do not hide the defaults. */
+function definedOnly<T extends object>(values: Partial<T>): Partial<T> {
+  return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,360 @@
+import { randomInt } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { EngineConfig } from './config.js';
+import { ProtocolError } from './errors.js';
+import type { Link, LinkHandler } from './link.js';
+import type { Logger } from './logger.js';
+import { LINK_SESSION_ID, PacketType, UINT32_MAX } from './protocol/constants.js';
+import type { Frame } from './protocol/frame-decoder.js';
+import { decodeReason, encodeReason } from './protocol/messages.js';
+import { seqAdd } from './protocol/seq.js';
+import { Session, type FinishReason, type SessionOwner } from './session.js';
+
+/** What the multiplexer tells its endpoint. */
+export interface MultiplexerEvents {
+  /** Server side: the peer opened a session. */
+  session: [session: Session];
+  /** A new link finished the resume exchange and carries the sessions again. */
+  resumed: [summary: ResumeSummary];
+  /** A session ended; `reason` says how. */
+  'session-finished': [session: Session, reason: FinishReason, detail: string];
+  /** The peer announced that it is closing for good (GOAWAY). */
+  goaway: [reason: string];
+}
+
+export interface ResumeSummary {
+  sessions: number;
+  /** Sequenced packets written again because the peer had not acknowledged them. */
+  resentPackets: number;
+  /** Sessions closed because the peer no longer held their state. */
+  lostSessions: number;
+}
+
+interface ControlPacket {
+  type: PacketType;
+  sessionId: number;
+  ack: number;
+  payload: Buffer;
+}
+
+/**
+ * Which side of the link this is:
+ *  - detached: no link; sessions keep queueing (bounded by their windows)
+ *  - syncing:  a link is up and our SYNC list went out; waiting for the peer's SYNC_END
+ *  - running:  sessions' packets flow
+ */
+export type MultiplexerPhase = 'detached' | 'syncing' | 'running';
+
+export interface MultiplexerOptions {
+  role: 'client' | 'server';
+  config: EngineConfig;
+  logger: Logger;
+  copyWrites: boolean;
+  /** First seq of a new session; random by default so that stale packets cannot line up. */
+  initialSeq?: () => number;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The sessions of one client, carried over whichever link is current. Owns the round-robin
+ * scheduler that puts sessions' packets on the wire, and the resume exchange:
+ *
+ *   client                                     server
+ *     HELLO(client id)  ─────────────────────▶
+ *                       ◀─────────────────────  WELCOME(known client?)
+ *     SYNC(id, ack)* SYNC_END ───────────────▶
+ *                       ◀─────────────────────  SYNC(id, ack)* SYNC_END
+ *     on the peer's SYNC_END, each side drops what the peer acknowledged, resends the rest,
+ *     and settles the sessions the peer did not list (replay, completed, or lost).
+ */
+export class Multiplexer extends EventEmitter<MultiplexerEvents> implements SessionOwner, LinkHandler {
+  readonly #role: 'client' | 'server';
+  readonly #config: EngineConfig;
+  readonly #logger: Logger;
+  readonly #copyWrites: boolean;
+  readonly #initialSeq: () => number;
+  readonly #sessions = new Map<number, Session>();
+  /** Sessions with unsent packets, in round-robin order (a Set keeps insertion order). */
+  readonly #ready = new Set<Session>();
+  /** Sessions whose ack moved since they last sent one. */
+  readonly #acksDue = new Set<Session>();
+  /** Unsequenced packets for the current link, written before any session's. */
+  #control: ControlPacket[] = [];
+  /** The peer's SYNC list for the link being resumed. */
+  #peerAcks = new Map<number, number>();
+  #link: Link | null = null;
+  #phase: MultiplexerPhase = 'detached';
+  #flushScheduled = false;
+  #nextSessionId = 1;
+
+  constructor(options: MultiplexerOptions) {
+    super();
+    this.#role = options.role;
+    this.#config = options.config;
+    this.#logger = options.logger;
+    this.#copyWrites = options.copyWrites;
+    this.#initialSeq = options.initialSeq ?? (() => randomInt(0, UINT32_MAX + 1));
+  }
+
+  get phase(): MultiplexerPhase {
+    return this.#phase;
+  }
+
+  get link(): Link | null {
+    return this.#link;
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  sessions(): IterableIterator<Session> {
+    return this.#sessions.values();
+  }
+
+  /** Client side: a new session, whose OPEN goes out on the current or next link. */
+  openSession(): Session {
+    let id = this.#nextSessionId;
+    while (id === LINK_SESSION_ID || this.#sessions.has(id)) id = seqAdd(id, 1);
+    this.#nextSessionId = seqAdd(id, 1);
+    const firstSeq = this.#initialSeq();
+    // OPEN's ack field announces the reverse direction's first seq; using the same number keeps
+    // the packet self-describing (PROTOCOL.md §4).
+    const session = this.#createSession(id, firstSeq, firstSeq);
+    session.queueOpen();
+    return session;
+  }
+
+  /** Puts sessions on a new link, which has completed HELLO/WELCOME. Sends our SYNC list. */
+  attach(link: Link): void {
+    if (this.#link !== null) this.detach(this.#link);
+    this.#link = link;
+    this.#phase = 'syncing';
+    this.#peerAcks = new Map();
+    this.#control = [];
+    link.setHandler(this);
+    link.onDown(() => this.detach(link));
+    for (const session of this.#sessions.values()) {
+      this.#control.push({ type: PacketType.Sync, sessionId: session.id, ack: session.ackable, payload: EMPTY });
+    }
+    this.#control.push({ type: PacketType.SyncEnd, sessionId: LINK_SESSION_ID, ack: 0, payload: EMPTY });
+    this.#scheduleFlush();
+  }
+
+  /** The link is gone (or superseded): sessions wait, queueing, for the next one. */
+  detach(link: Link): void {
+    if (this.#link !== link) return;
+    this.#link = null;
+    this.#phase = 'detached';
+    this.#control = [];
+    this.#ready.clear();
+    this.#acksDue.clear();
+  }
+
+  /** Queues a GOAWAY for the current link (the endpoint is closing for good). */
+  sendGoAway(reason: string): void {
+    this.#control.push({ type: PacketType.GoAway, sessionId: LINK_SESSION_ID, ack: 0, payload: encodeReason(reason) });
+    this.flushNow();
+  }
+
+  /** Ends every session at once (shutdown or resume window expired). */
+  loseAll(message: string): void {
+    for (const session of [...this.#sessions.values()]) session.lose(message);
+  }
+
+  // ── LinkHandler ──────────────────────────────────────────────────────────
+
+  onFrame(link: Link, frame: Frame): void {
+    const { header, payload } = frame;
+    const type = header.type as PacketType;
+    if (this.#phase === 'syncing') {
+      this.#onSyncFrame(type, header.sessionId, header.ack);
+      return;
+    }
+    switch (type) {
+      case PacketType.Open:
+        this.#onOpen(header.sessionId, header.seq, header.ack);
+        return;
+      case PacketType.Data:
+      case PacketType.Fin:
+      case PacketType.Reset:
+        this.#onSequenced(type, header.sessionId, header.seq, header.ack, payload);
+        return;
+      case PacketType.Ack:
+        this.#sessions.get(header.sessionId)?.acknowledge(header.ack);
+        return;
+      case PacketType.GoAway:
+        this.#logger.warn({ peer: link.peer, reason: decodeReason(payload) }, 'peer is going away');
+        this.emit('goaway', decodeReason(payload));
+        return;
+      default:
+        throw new ProtocolError(`unexpected ${PacketType[type] ?? type} packet on a running link`);
+    }
+  }
+
+  onWritable(): void {
+    this.#scheduleFlush();
+  }
+
+  // ── SessionOwner ─────────────────────────────────────────────────────────
+
+  sessionHasOutput(session: Session): void {
+    if (this.#phase !== 'running') return;
+    this.#ready.add(session);
+    this.#scheduleFlush();
+  }
+
+  sessionNeedsAck(session: Session): void {
+    if (this.#phase !== 'running') return;
+    this.#acksDue.add(session);
+    this.#scheduleFlush();
+  }
+
+  sessionFinished(session: Session, reason: FinishReason, detail: string): void {
+    this.#sessions.delete(session.id);
+    this.#ready.delete(session);
+    this.#acksDue.delete(session);
+    // The peer's last packet (its FIN or RESET) still needs our ack, though we forget the session.
+    if (session.ackPending && this.#phase === 'running') {
+      this.#control.push({ type: PacketType.Ack, sessionId: session.id, ack: session.takeAck(), payload: EMPTY });
+      this.#scheduleFlush();
+    }
+    this.emit('session-finished', session, reason, detail);
+  }
+
+  // ── Resume ───────────────────────────────────────────────────────────────
+
+  #onSyncFrame(type: PacketType, sessionId: number, ack: number): void {
+    if (type === PacketType.Sync) {
+      this.#peerAcks.set(sessionId, ack);
+    } else if (type === PacketType.SyncEnd) {
+      this.#completeResume();
+    } else if (type !== PacketType.GoAway) {
+      throw new ProtocolError(`${PacketType[type] ?? type} packet before SYNC_END`);
+    }
+  }
+
+  #completeResume(): void {
+    const summary: ResumeSummary = { sessions: 0, resentPackets: 0, lostSessions: 0 };
+    this.#phase = 'running';
+    for (const session of [...this.#sessions.values()]) {
+      const peerAck = this.#peerAcks.get(session.id);
+      if (peerAck !== undefined) {
+        summary.resentPackets += session.resumeFrom(peerAck);
+      } else {
+        const verdict = session.resolveUnknownToPeer();
+        if (verdict === 'completed') {
+          session.settleCompletedAtPeer();
+          continue;
+        }
+        if (verdict === 'lost') {
+          summary.lostSessions++;
+          session.lose(
+            this.#role === 'client'
+              ? `sproxy no longer holds session ${session.id} (it restarted, or the resume window expired)`
+              : `the client no longer holds session ${session.id}`,
+          );
+          continue;
+        }
+        // Never reached the peer: send it all again, OPEN first.
+        summary.resentPackets += session.rewind();
+      }
+      summary.sessions++;
+      if (session.hasUnsent) this.#ready.add(session);
+    }
+    this.#peerAcks = new Map();
+    this.emit('resumed', summary);
+    this.#scheduleFlush();
+  }
+
+  // ── Receiving ────────────────────────────────────────────────────────────
+
+  #onOpen(sessionId: number, seq: number, ack: number): void {
+    if (this.#role !== 'server') throw new ProtocolError('OPEN sent to the client');
+    if (sessionId === LINK_SESSION_ID) throw new ProtocolError('OPEN for session 0');
+    if (this.#sessions.has(sessionId)) return; // a replayed OPEN of a session we already hold
+    const session = this.#createSession(sessionId, ack, seqAdd(seq, 1));
+    session.markOpenedByPeer();
+    this.emit('session', session);
+  }
+
+  #onSequenced(type: PacketType, sessionId: number, seq: number, ack: number, payload: Buffer): void {
+    const session = this.#sessions.get(sessionId);
+    if (session === undefined) {
+      // Already forgotten here. A RESET still deserves its ack, so that the peer can forget too.
+      if (type === PacketType.Reset) {
+        this.#control.push({ type: PacketType.Ack, sessionId, ack: seqAdd(seq, 1), payload: EMPTY });
+        this.#scheduleFlush();
+      }
+      this.#logger.debug({ session: sessionId, type: PacketType[type] }, 'packet for an unknown session dropped');
+      return;
+    }
+    session.acknowledge(ack);
+    if (session.receive(type, seq, payload) === 'ahead') {
+      // The link is a reliable byte stream, so a gap means the peer is broken, not that data was lost.
+      throw new ProtocolError(`session ${sessionId}: seq ${seq} skips ahead of the expected one`);
+    }
+  }
+
+  #createSession(id: number, sendSeq: number, receiveSeq: number): Session {
+    const session = new Session({
+      id,
+      owner: this,
+      sendSeq,
+      receiveSeq,
+      windowBytes: this.#config.windowBytes,
+      maxFramePayloadBytes: this.#config.maxFramePayloadBytes,
+      readableHighWaterMark: this.#config.sessionReadableHighWaterBytes,
+      writableHighWaterMark: this.#config.sessionWritableHighWaterBytes,
+      copyWrites: this.#copyWrites,
+    });
+    this.#sessions.set(id, session);
+    return session;
+  }
+
+  // ── Sending ──────────────────────────────────────────────────────────────
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#link === null) return;
+    this.#flushScheduled = true;
+    process.nextTick(this.#flush);
+  }
+
+  /** Writes what can be written now (used before closing, when no later tick will come). */
+  flushNow(): void {
+    this.#flushScheduled = true;
+    this.#flush();
+  }
+
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    const link = this.#link;
+    if (link === null || link.state !== 'up') return;
+    link.cork();
+    for (const packet of this.#control) {
+      link.writePacket(packet.type, packet.sessionId, 0, packet.ack, packet.payload);
+    }
+    this.#control = [];
+    if (this.#phase === 'running') {
+      // Round robin, one packet per session per turn, so that a bulk session cannot bury another's
+      // packets behind its backlog; stop while the socket holds more than its high-water mark.
+      while (this.#ready.size > 0 && link.writable) {
+        const session = this.#ready.values().next().value as Session;
+        this.#ready.delete(session);
+        const packet = session.takeNextPacket();
+        if (packet === null) continue;
+        link.writePacket(packet.type, session.id, packet.seq, session.takeAck(), packet.payload);
+        this.#acksDue.delete(session);
+        if (session.hasUnsent) this.#ready.add(session);
+      }
+      for (const session of this.#acksDue) {
+        if (session.ackPending) link.writePacket(PacketType.Ack, session.id, 0, session.takeAck(), EMPTY);
+      }
+      this.#acksDue.clear();
+    }
+    link.uncork();
+    // The kernel took everything at once: there is room for more now, not at the next 'drain'.
+    if (this.#ready.size > 0 && link.writable) this.#scheduleFlush();
+  };
+}

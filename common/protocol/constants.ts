@@ -1,0 +1,76 @@
+/**
+ * Wire constants of the link protocol. The byte layout is described in docs/PROTOCOL.md;
+ * section numbers cited in comments (§n) refer to that document.
+ */
+
+/** Size in bytes of each of the five header fields (§1: five unsigned 32-bit big-endian integers). */
+export const FIELD_SIZE = 4;
+/** Offsets of the header fields, in wire order. */
+export const TYPE_OFFSET = 0;
+export const SESSION_OFFSET = TYPE_OFFSET + FIELD_SIZE;
+export const SEQ_OFFSET = SESSION_OFFSET + FIELD_SIZE;
+export const ACK_OFFSET = SEQ_OFFSET + FIELD_SIZE;
+export const LENGTH_OFFSET = ACK_OFFSET + FIELD_SIZE;
+/** The seed's 20-byte header: type, session id, seq, ack, length. */
+export const HEADER_SIZE = LENGTH_OFFSET + FIELD_SIZE;
+
+/** Largest value a header field can carry. */
+export const UINT32_MAX = 0xffff_ffff;
+
+/**
+ * Largest payload the protocol allows (§1). A header announcing more is a protocol error,
+ * detected before any of the payload is buffered.
+ */
+export const MAX_PAYLOAD_BYTES = 64 * 1024;
+
+/** Session id 0 addresses the link itself (heartbeats, handshake, resume markers). */
+export const LINK_SESSION_ID = 0;
+
+/** Protocol version carried in HELLO and WELCOME (§3). */
+export const PROTOCOL_VERSION = 1;
+
+/** Length of the random client identity carried in HELLO (§3). */
+export const CLIENT_ID_BYTES = 16;
+
+/**
+ * Packet types (§2). 0 and 1 keep the seed's meaning of its `is_heartbeat` field; the rest are
+ * control types of this protocol.
+ */
+export enum PacketType {
+  /** Sequenced. Payload: user bytes of one session. */
+  Data = 0,
+  /** Link level, not sequenced. Sent every heartbeat interval in each direction; no payload. */
+  Heartbeat = 1,
+  /** Link level, client to server, first packet of every link. Payload: version, client id. */
+  Hello = 2,
+  /** Link level, server to client, answer to HELLO. Payload: version, flags (known client). */
+  Welcome = 3,
+  /** Not sequenced. Resume: `ack` is the next seq the sender expects on this session. */
+  Sync = 4,
+  /** Link level, not sequenced. Ends the sender's list of SYNC packets. */
+  SyncEnd = 5,
+  /** Sequenced, client to server. Opens a session; `ack` announces the reverse direction's first seq. */
+  Open = 6,
+  /** Sequenced. The sender will send no more data on this session (half-close). */
+  Fin = 7,
+  /** Sequenced. The session is aborted; payload: UTF-8 reason. */
+  Reset = 8,
+  /** Not sequenced. Pure cumulative acknowledgement in the `ack` field. */
+  Ack = 9,
+  /** Link level, not sequenced. The sender is closing the link for good; payload: UTF-8 reason. */
+  GoAway = 10,
+}
+
+/** One more than the largest defined packet type: anything at or above it is unknown. */
+export const PACKET_TYPE_LIMIT = PacketType.GoAway + 1;
+
+/** Packet types that consume a sequence number and travel through the retransmit queue. */
+export function isSequencedType(type: PacketType): boolean {
+  return type === PacketType.Data || type === PacketType.Open || type === PacketType.Fin || type === PacketType.Reset;
+}
+
+/** WELCOME flag bit: the server still holds this client's sessions (§3). */
+export const WELCOME_FLAG_KNOWN_CLIENT = 0x1;
+
+/** Largest reason text carried by RESET and GOAWAY, in bytes. */
+export const MAX_REASON_BYTES = 512;

@@ -1,0 +1,101 @@
+import { BufferLimitError, FrameTooLargeError, UnknownPacketTypeError } from '../errors.js';
+import { HEADER_SIZE, MAX_PAYLOAD_BYTES, PACKET_TYPE_LIMIT } from './constants.js';
+import { decodeHeader, type PacketHeader } from './header.js';
+
+/** One whole packet off the wire. `payload` may be a view into a received chunk: do not mutate it. */
+export interface Frame {
+  header: PacketHeader;
+  payload: Buffer;
+}
+
+export interface FrameDecoderOptions {
+  /** Largest payload accepted; a header announcing more is rejected before buffering (§1). */
+  maxPayloadBytes?: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Streaming decoder: bytes in, whole frames out. Handles partial headers, payloads split across
+ * chunks and many frames in one chunk. It keeps the received chunks in a list and copies only when
+ * a header or payload straddles two chunks. After it throws, the stream is out of sync and the
+ * decoder must be discarded together with its link.
+ */
+export class FrameDecoder {
+  readonly #maxPayloadBytes: number;
+  readonly #chunks: Buffer[] = [];
+  #bufferedBytes = 0;
+  /** Header of the frame whose payload is being awaited, or null while awaiting a header. */
+  #pendingHeader: PacketHeader | null = null;
+
+  constructor(options: FrameDecoderOptions = {}) {
+    this.#maxPayloadBytes = options.maxPayloadBytes ?? MAX_PAYLOAD_BYTES;
+  }
+
+  /** Bytes received but not yet returned as part of a frame (at most one incomplete frame). */
+  get bufferedBytes(): number {
+    return this.#bufferedBytes;
+  }
+
+  /** The most this decoder ever holds between calls: one header plus one maximal payload. */
+  get maxBufferedBytes(): number {
+    return HEADER_SIZE + this.#maxPayloadBytes;
+  }
+
+  /**
+   * Adds a chunk and returns every frame it completes, in order. Throws FrameTooLargeError or
+   * UnknownPacketTypeError as soon as a bad header is complete.
+   */
+  push(chunk: Buffer): Frame[] {
+    if (chunk.length > 0) {
+      this.#chunks.push(chunk);
+      this.#bufferedBytes += chunk.length;
+    }
+    const frames: Frame[] = [];
+    for (;;) {
+      if (this.#pendingHeader === null) {
+        if (this.#bufferedBytes < HEADER_SIZE) break;
+        const header = decodeHeader(this.#consume(HEADER_SIZE));
+        // §2: a type outside the defined range cannot be skipped safely; §1: nor can an oversize length.
+        if (header.type >= PACKET_TYPE_LIMIT) throw new UnknownPacketTypeError(header.type);
+        if (header.length > this.#maxPayloadBytes) throw new FrameTooLargeError(header.length, this.#maxPayloadBytes);
+        this.#pendingHeader = header;
+      }
+      const header: PacketHeader = this.#pendingHeader;
+      if (this.#bufferedBytes < header.length) break;
+      const payload = header.length === 0 ? EMPTY : this.#consume(header.length);
+      this.#pendingHeader = null;
+      frames.push({ header, payload });
+    }
+    // Holds by construction; checked so that a future change cannot silently make it unbounded.
+    if (this.#bufferedBytes > this.maxBufferedBytes) {
+      throw new BufferLimitError(this.#bufferedBytes, this.maxBufferedBytes);
+    }
+    return frames;
+  }
+
+  /** Removes and returns the next `n` bytes (n <= bufferedBytes); copies only across chunks. */
+  #consume(n: number): Buffer {
+    this.#bufferedBytes -= n;
+    const first = this.#chunks[0] as Buffer;
+    if (first.length > n) {
+      this.#chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    if (first.length === n) {
+      this.#chunks.shift();
+      return first;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = this.#chunks[0] as Buffer;
+      const take = Math.min(chunk.length, n - filled);
+      chunk.copy(out, filled, 0, take);
+      filled += take;
+      if (take === chunk.length) this.#chunks.shift();
+      else this.#chunks[0] = chunk.subarray(take);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,366 @@
+import { Duplex } from 'node:stream';
+import { ProtocolError, SessionLostError, SessionResetError } from './errors.js';
+import { PacketType } from './protocol/constants.js';
+import { decodeReason, encodeReason } from './protocol/messages.js';
+import { seqAdd, seqBefore, seqBeforeOrEqual } from './protocol/seq.js';
+import { RetransmitQueue, type QueuedPacket } from './retransmit-queue.js';
+
+/**
+ * Protocol state of one session, in the manner of TCP's:
+ *  - open:         both directions carry data
+ *  - fin-sent:     we queued our FIN; the peer may still send
+ *  - fin-received: the peer's FIN arrived; we may still send
+ *  - fin-both:     both FINs; waiting for the peer to acknowledge ours
+ *  - reset-sent:   we queued a RESET; waiting for the peer to acknowledge it
+ *  - finished:     nothing more to send or receive; the owner forgets the session
+ */
+export type SessionState = 'open' | 'fin-sent' | 'fin-received' | 'fin-both' | 'reset-sent' | 'finished';
+
+/** How a sequenced packet was taken by `receive`. */
+export type ReceiveVerdict = 'accepted' | 'duplicate' | 'ahead';
+
+/** Why a session finished, for the owner's log. */
+export type FinishReason = 'closed' | 'reset-by-peer' | 'reset-sent' | 'lost';
+
+/** What a session asks of the multiplexer that carries it. */
+export interface SessionOwner {
+  /** New packets are queued for the link. */
+  sessionHasOutput(session: Session): void;
+  /** The session's cumulative ack moved and should reach the peer. */
+  sessionNeedsAck(session: Session): void;
+  /** The session's protocol state is finished: forget it. Called once. */
+  sessionFinished(session: Session, reason: FinishReason, detail: string): void;
+}
+
+export interface SessionOptions {
+  id: number;
+  owner: SessionOwner;
+  /** Seq of the first packet this side will send. */
+  sendSeq: number;
+  /** Seq of the first packet expected from the peer. */
+  receiveSeq: number;
+  /** Most unacknowledged payload bytes in flight before writes wait (flow control). */
+  windowBytes: number;
+  /** Largest DATA payload this side sends. */
+  maxFramePayloadBytes: number;
+  /** Readable buffer level above which acks are held back until the consumer reads. */
+  readableHighWaterMark: number;
+  writableHighWaterMark: number;
+  /**
+   * Copy written buffers before queueing them. The retransmit queue keeps them until the peer
+   * acknowledges, long after the write callback; a caller that reuses buffers needs this on.
+   */
+  copyWrites: boolean;
+}
+
+interface PendingWrite {
+  chunk: Buffer;
+  offset: number;
+  callback: (error?: Error | null) => void;
+}
+
+/**
+ * One user byte stream carried over the link, exposed as a Duplex. Writes become sequenced DATA
+ * packets kept in a retransmit queue until acknowledged; received packets are delivered exactly
+ * once and in order. Acks follow what the consumer has taken, which is the flow control: a
+ * consumer that stops reading stops the acks, and the peer's writes then wait on its window.
+ */
+export class Session extends Duplex {
+  readonly id: number;
+  readonly #owner: SessionOwner;
+  readonly #queue: RetransmitQueue;
+  readonly #windowBytes: number;
+  readonly #maxFramePayloadBytes: number;
+  readonly #copyWrites: boolean;
+  #state: SessionState = 'open';
+  /** Seq the next queued packet gets. */
+  #sendNext: number;
+  /** Highest cumulative ack received from the peer (our oldest unacknowledged seq). */
+  #peerAck: number;
+  /** Seq expected next from the peer. */
+  #receiveNext: number;
+  /** What we may acknowledge: everything delivered while the consumer was keeping up. */
+  #ackable: number;
+  /** Last ack value written to the link. */
+  #ackSent: number;
+  /** push() said the consumer is behind: hold acks until _read. */
+  #consumerBehind = false;
+  #pendingWrite: PendingWrite | null = null;
+  /** First seqs of the session, to tell whether the peer has ever seen it (resolveUnknownToPeer). */
+  #initialSendSeq: number;
+  #initialReceiveSeq: number;
+
+  constructor(options: SessionOptions) {
+    super({
+      allowHalfOpen: true,
+      readableHighWaterMark: options.readableHighWaterMark,
+      writableHighWaterMark: options.writableHighWaterMark,
+    });
+    this.id = options.id;
+    this.#owner = options.owner;
+    this.#windowBytes = options.windowBytes;
+    this.#maxFramePayloadBytes = options.maxFramePayloadBytes;
+    this.#copyWrites = options.copyWrites;
+    // The queue's bound: the window plus the one frame that may cross it.
+    this.#queue = new RetransmitQueue(options.windowBytes + options.maxFramePayloadBytes);
+    this.#sendNext = options.sendSeq;
+    this.#peerAck = options.sendSeq;
+    this.#receiveNext = options.receiveSeq;
+    this.#ackable = options.receiveSeq;
+    this.#ackSent = options.receiveSeq;
+    this.#initialSendSeq = options.sendSeq;
+    this.#initialReceiveSeq = options.receiveSeq;
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /** Unacknowledged payload bytes held for retransmission. */
+  get unackedBytes(): number {
+    return this.#queue.bytes;
+  }
+
+  /** Unacknowledged packets held for retransmission. */
+  get unackedPackets(): number {
+    return this.#queue.length;
+  }
+
+  get hasUnsent(): boolean {
+    return this.#queue.hasUnsent;
+  }
+
+  /** True when an ack newer than the last one sent may go to the peer. */
+  get ackPending(): boolean {
+    return this.#ackable !== this.#ackSent;
+  }
+
+  /** Seq expected next from the peer, as far as this side may acknowledge it (sent in SYNC). */
+  get ackable(): number {
+    return this.#ackable;
+  }
+
+  /** True once anything of ours was acknowledged or anything of the peer's received. */
+  get peerHasState(): boolean {
+    return this.#peerAck !== this.#initialSendSeq || this.#receiveNext !== this.#initialReceiveSeq;
+  }
+
+  /**
+   * Client side: queue the OPEN that creates the session at the peer. Its `ack` field announces the
+   * first seq the peer will use (PROTOCOL.md §4), which equals our receiveSeq.
+   */
+  queueOpen(): void {
+    this.#append(PacketType.Open, Buffer.alloc(0));
+    this.#owner.sessionHasOutput(this);
+  }
+
+  /** Server side: the session was created by the peer's OPEN, which counts as received. */
+  markOpenedByPeer(): void {
+    this.#initialSendSeq = this.#sendNext;
+    this.#initialReceiveSeq = seqAdd(this.#receiveNext, -1);
+    // The OPEN itself must be acknowledged, so that the peer can drop it from its queue.
+    this.#ackSent = this.#initialReceiveSeq;
+    this.#owner.sessionNeedsAck(this);
+  }
+
+  /** Next packet to write on the link, or null. The caller stamps the current ack on it. */
+  takeNextPacket(): QueuedPacket | null {
+    return this.#queue.takeNext();
+  }
+
+  /** The ack value to put in an outgoing header; records it as sent. */
+  takeAck(): number {
+    this.#ackSent = this.#ackable;
+    return this.#ackable;
+  }
+
+  /** Processes the peer's cumulative ack (carried by every packet of the session). */
+  acknowledge(ack: number): void {
+    if (ack === this.#peerAck) return;
+    // An ack may only move forward, and never past what we have sent.
+    if (!seqBefore(this.#peerAck, ack) || !seqBeforeOrEqual(ack, this.#sendNext)) {
+      throw new ProtocolError(
+        `session ${this.id}: ack ${ack} outside the unacknowledged range [${this.#peerAck}, ${this.#sendNext}]`,
+      );
+    }
+    this.#peerAck = ack;
+    this.#queue.acknowledge(ack);
+    this.#pumpPendingWrite();
+    this.#finishIfDone();
+  }
+
+  /**
+   * Takes one sequenced packet from the peer. Only the packet whose seq is the one expected is
+   * delivered; older ones are duplicates of what was already delivered and are ignored.
+   */
+  receive(type: PacketType, seq: number, payload: Buffer): ReceiveVerdict {
+    if (seq !== this.#receiveNext) return seqBefore(seq, this.#receiveNext) ? 'duplicate' : 'ahead';
+    if (this.#state === 'finished') return 'duplicate';
+    switch (type) {
+      case PacketType.Data:
+        this.#onData(payload);
+        break;
+      case PacketType.Fin:
+        this.#onFin();
+        break;
+      case PacketType.Reset:
+        this.#onReset(decodeReason(payload));
+        return 'accepted';
+      default:
+        throw new ProtocolError(`session ${this.id}: unexpected sequenced packet type ${type}`);
+    }
+    this.#owner.sessionNeedsAck(this);
+    return 'accepted';
+  }
+
+  #onData(payload: Buffer): void {
+    if (this.#state === 'fin-received' || this.#state === 'fin-both') {
+      throw new ProtocolError(`session ${this.id}: DATA after FIN`);
+    }
+    this.#receiveNext = seqAdd(this.#receiveNext, 1);
+    // A destroyed stream takes nothing more; its bytes are acknowledged and dropped, as TCP does after close.
+    if (payload.length > 0 && !this.destroyed && !this.push(payload)) this.#consumerBehind = true;
+    if (!this.#consumerBehind) this.#ackable = this.#receiveNext;
+  }
+
+  #onFin(): void {
+    if (this.#state === 'fin-received' || this.#state === 'fin-both') {
+      throw new ProtocolError(`session ${this.id}: second FIN`);
+    }
+    this.#receiveNext = seqAdd(this.#receiveNext, 1);
+    if (!this.#consumerBehind) this.#ackable = this.#receiveNext;
+    if (!this.destroyed) this.push(null);
+    this.#moveTo(this.#state === 'fin-sent' ? 'fin-both' : 'fin-received');
+    this.#finishIfDone();
+  }
+
+  #onReset(reason: string): void {
+    this.#receiveNext = seqAdd(this.#receiveNext, 1);
+    this.#ackable = this.#receiveNext;
+    // The peer's final ack arrives through the owner, which acks the RESET before forgetting us.
+    this.#finish('reset-by-peer', reason);
+    this.destroy(new SessionResetError(reason));
+  }
+
+  /**
+   * A new link is up and the peer reported, in SYNC, the next seq it expects from us. Everything
+   * it has not acknowledged is written again. Returns how many packets that is.
+   */
+  resumeFrom(peerAck: number): number {
+    this.acknowledge(peerAck);
+    return this.rewind();
+  }
+
+  /** Writes everything unacknowledged again on the new link. Returns how many packets that is. */
+  rewind(): number {
+    // Our SYNC told the peer our ack already.
+    this.#ackSent = this.#ackable;
+    return this.#queue.rewind();
+  }
+
+  /**
+   * The peer does not know this session after a new link came up. Returns what that means:
+   * the peer never saw it (replay from OPEN), it completed on the peer's side, or it is lost.
+   */
+  resolveUnknownToPeer(): 'replay' | 'completed' | 'lost' {
+    if (this.#state === 'fin-both' || this.#state === 'reset-sent') return 'completed';
+    if (!this.peerHasState) return 'replay';
+    return 'lost';
+  }
+
+  /** Abandons the session because its state is gone at the peer; the consumer sees an error. */
+  lose(message: string): void {
+    if (this.#state === 'finished') return;
+    this.#finish('lost', message);
+    this.destroy(new SessionLostError(message));
+  }
+
+  /**
+   * The peer already forgot a session that was over on both sides (our final ack, or its ack of our
+   * last packet, was lost with the old link). Nothing is left to send; what was received stays
+   * readable.
+   */
+  settleCompletedAtPeer(): void {
+    if (this.#state === 'finished') return;
+    this.#finish(this.#state === 'reset-sent' ? 'reset-sent' : 'closed', 'completed at the peer');
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.#state !== 'open' && this.#state !== 'fin-received') {
+      callback(new SessionLostError(`session ${this.id} can no longer send (state ${this.#state})`));
+      return;
+    }
+    const owned = this.#copyWrites ? Buffer.from(chunk) : chunk;
+    this.#pendingWrite = { chunk: owned, offset: 0, callback };
+    this.#pumpPendingWrite();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    if (this.#state === 'open' || this.#state === 'fin-received') {
+      this.#append(PacketType.Fin, Buffer.alloc(0));
+      this.#moveTo(this.#state === 'open' ? 'fin-sent' : 'fin-both');
+      this.#owner.sessionHasOutput(this);
+    }
+    callback();
+  }
+
+  override _read(): void {
+    if (!this.#consumerBehind) return;
+    this.#consumerBehind = false;
+    this.#ackable = this.#receiveNext;
+    if (this.ackPending) this.#owner.sessionNeedsAck(this);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const pending = this.#pendingWrite;
+    this.#pendingWrite = null;
+    pending?.callback(error ?? new SessionLostError(`session ${this.id} destroyed`));
+    // Destroyed before both directions closed cleanly: the application aborted, so tell the peer.
+    if (this.#state === 'open' || this.#state === 'fin-sent' || this.#state === 'fin-received') {
+      this.#append(PacketType.Reset, encodeReason(error?.message ?? 'closed by application'));
+      this.#moveTo('reset-sent');
+      this.#owner.sessionHasOutput(this);
+    }
+    callback(error);
+  }
+
+  /** Queues as much of the pending write as the window allows; completes it when all is queued. */
+  #pumpPendingWrite(): void {
+    const pending = this.#pendingWrite;
+    if (pending === null) return;
+    let queued = false;
+    while (pending.offset < pending.chunk.length && this.#queue.bytes < this.#windowBytes) {
+      const end = Math.min(pending.chunk.length, pending.offset + this.#maxFramePayloadBytes);
+      this.#append(PacketType.Data, pending.chunk.subarray(pending.offset, end));
+      pending.offset = end;
+      queued = true;
+    }
+    if (queued) this.#owner.sessionHasOutput(this);
+    if (pending.offset === pending.chunk.length) {
+      this.#pendingWrite = null;
+      pending.callback();
+    }
+  }
+
+  #append(type: PacketType, payload: Buffer): void {
+    this.#queue.append(type, this.#sendNext, payload);
+    this.#sendNext = seqAdd(this.#sendNext, 1);
+  }
+
+  #finishIfDone(): void {
+    if (this.#queue.length > 0) return;
+    if (this.#state === 'fin-both') this.#finish('closed', 'both sides closed');
+    else if (this.#state === 'reset-sent') this.#finish('reset-sent', 'reset acknowledged');
+  }
+
+  #finish(reason: FinishReason, detail: string): void {
+    if (this.#state === 'finished') return;
+    this.#moveTo('finished');
+    this.#queue.clear();
+    this.#owner.sessionFinished(this, reason, detail);
+  }
+
+  #moveTo(state: SessionState): void {
+    this.#state = state;
+  }
+}

@@ -1,0 +1,90 @@
+import yargs from 'yargs';
+import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../common/address.js';
+import {
+  addSharedOptions,
+  failWithUsageError,
+  packageVersion,
+  parsePositiveInteger,
+  readSharedOptions,
+  UsageError,
+  type SharedCliOptions,
+} from '../common/cli/shared.js';
+
+export const CPROXY_DEFAULT_LISTEN: HostPort = { host: '127.0.0.1', port: 5200 };
+export const CPROXY_DEFAULT_SERVER: HostPort = { host: '127.0.0.1', port: 6200 };
+
+export interface CproxyOptions extends SharedCliOptions {
+  listen: HostPort;
+  server: HostPort;
+  connectTimeoutMs: number;
+}
+
+/** Parses cproxy's command line; throws UsageError/ConfigError with a one-line reason. */
+export function parseCproxyArgs(args: string[]): CproxyOptions {
+  const parsed = addSharedOptions(
+    yargs(args)
+      .scriptName('cproxy')
+      .usage(
+        [
+          'Usage: cproxy [--listen [HOST:]PORT] [--server HOST:PORT] [options]',
+          '       cproxy LPORT SPROXY_HOST SPROXY_PORT',
+          '',
+          'Accepts your application\'s TCP connections and carries them to sproxy over one link that',
+          'survives network loss and address changes: sessions pause while the link is down and resume',
+          'where they stopped.',
+        ].join('\n'),
+      )
+      .command('$0 [lport] [sproxyHost] [sproxyPort]', false)
+      .positional('lport', { type: 'string', describe: 'port to listen on (original form)' })
+      .positional('sproxyHost', { type: 'string', describe: 'sproxy host (original form)' })
+      .positional('sproxyPort', { type: 'string', describe: 'sproxy port (original form)' })
+      .option('listen', {
+        type: 'string',
+        describe: `accept user connections on [HOST:]PORT (default ${formatHostPort(CPROXY_DEFAULT_LISTEN)})`,
+        requiresArg: true,
+      })
+      .option('server', {
+        type: 'string',
+        describe: `sproxy's address HOST:PORT (default ${formatHostPort(CPROXY_DEFAULT_SERVER)})`,
+        requiresArg: true,
+      })
+      .option('connect-timeout', {
+        type: 'string',
+        default: '2000',
+        describe: 'abandon a connect attempt to sproxy after MS milliseconds',
+        requiresArg: true,
+      }),
+  )
+    .example('cproxy', 'listen on 127.0.0.1:5200, link to sproxy on 127.0.0.1:6200')
+    .example('cproxy --listen 5200 --server vps.example.net:6200', 'then: telnet localhost 5200')
+    .example('cproxy 5200 vps.example.net 6200', 'the same, in the original programs\' form')
+    .strict()
+    .fail(failWithUsageError)
+    .version(packageVersion())
+    .help()
+    .alias('h', 'help')
+    .alias('V', 'version')
+    .wrap(100)
+    .parseSync();
+
+  const positional = [parsed.lport, parsed.sproxyHost, parsed.sproxyPort].filter((value) => value !== undefined);
+  let listen = CPROXY_DEFAULT_LISTEN;
+  let server = CPROXY_DEFAULT_SERVER;
+  if (positional.length > 0) {
+    if (positional.length !== 3) throw new UsageError('the positional form is: cproxy LPORT SPROXY_HOST SPROXY_PORT');
+    if (parsed.listen !== undefined || parsed.server !== undefined) {
+      throw new UsageError('give either LPORT SPROXY_HOST SPROXY_PORT or --listen/--server, not both');
+    }
+    listen = { host: CPROXY_DEFAULT_LISTEN.host, port: parsePort(String(parsed.lport), 'LPORT') };
+    server = { host: String(parsed.sproxyHost), port: parsePort(String(parsed.sproxyPort), 'SPROXY_PORT') };
+  } else {
+    if (parsed.listen !== undefined) listen = parseHostPort(parsed.listen, '--listen', CPROXY_DEFAULT_LISTEN.host, true);
+    if (parsed.server !== undefined) server = parseHostPort(parsed.server, '--server');
+  }
+  return {
+    ...readSharedOptions(parsed),
+    listen,
+    server,
+    connectTimeoutMs: parsePositiveInteger(parsed['connect-timeout'], 'connect-timeout'),
+  };
+}

@@ -1,0 +1,74 @@
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { formatHostPort } from '../common/address.js';
+import { bridgeSocket } from '../common/bridge.js';
+import { ClientEndpoint } from '../common/client-endpoint.js';
+import { describeError, type Logger } from '../common/logger.js';
+import type { CproxyOptions } from './cli.js';
+
+export interface RunningCproxy {
+  readonly address: AddressInfo;
+  readonly endpoint: ClientEndpoint;
+  /** Stops listening, tells sproxy, resets the user connections. */
+  close(): Promise<void>;
+}
+
+/** cproxy: every accepted user connection becomes one session over the client endpoint's link. */
+export async function startCproxy(options: CproxyOptions, logger: Logger): Promise<RunningCproxy> {
+  const serverName = formatHostPort(options.server);
+  const endpoint = new ClientEndpoint({
+    dial: () => connect({ host: options.server.host, port: options.server.port, noDelay: true }),
+    serverName,
+    logger,
+    // Socket chunks are fresh buffers that nobody writes to again: no need to copy them.
+    copyWrites: false,
+    config: {
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      deadAfterMs: options.deadAfterMs,
+      resumeWindowMs: options.resumeWindowMs,
+      connectTimeoutMs: options.connectTimeoutMs,
+    },
+  });
+  const userSockets = new Set<Socket>();
+  endpoint.on('session-finished', (session, reason, detail) => {
+    const fields = { session: session.id, reason, detail };
+    if (reason === 'lost') logger.warn(fields, 'session lost: closing the user connection');
+    else logger.info(fields, 'session closed');
+  });
+
+  const server: Server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    const session = endpoint.openSession();
+    const from = `${socket.remoteAddress}:${socket.remotePort}`;
+    logger.info({ session: session.id, from, link: endpoint.state }, 'session opened');
+    userSockets.add(socket);
+    socket.on('close', () => userSockets.delete(socket));
+    bridgeSocket(socket, session, logger, { session: session.id });
+  });
+  server.on('error', (error) => logger.error({ reason: describeError(error) }, 'listener error'));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.listen.port, options.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  }).catch((error: unknown) => {
+    endpoint.close('cproxy could not listen');
+    throw error;
+  });
+  const address = server.address() as AddressInfo;
+  logger.info(
+    { listen: formatHostPort({ host: address.address, port: address.port }), server: serverName },
+    'cproxy listening; sessions go to sproxy',
+  );
+
+  return {
+    address,
+    endpoint,
+    async close() {
+      logger.info({}, 'cproxy shutting down');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      endpoint.close('cproxy shutting down');
+      for (const socket of userSockets) socket.destroy();
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,12 @@
+import { hideBin } from 'yargs/helpers';
+import { exitOnSignals, runCli } from '../common/cli/shared.js';
+import { createProcessLogger } from '../common/log-setup.js';
+import { parseCproxyArgs } from './cli.js';
+import { startCproxy } from './cproxy.js';
+
+runCli('cproxy', async () => {
+  const options = parseCproxyArgs(hideBin(process.argv));
+  const logger = createProcessLogger('cproxy', options.logLevel, options.logFormat);
+  const running = await startCproxy(options, logger);
+  exitOnSignals(() => running.close());
+});

@@ -1,0 +1,12 @@
+import { hideBin } from 'yargs/helpers';
+import { exitOnSignals, runCli } from '../common/cli/shared.js';
+import { createProcessLogger } from '../common/log-setup.js';
+import { parseSproxyArgs } from './cli.js';
+import { startSproxy } from './sproxy.js';
+
+runCli('sproxy', async () => {
+  const options = parseSproxyArgs(hideBin(process.argv));
+  const logger = createProcessLogger('sproxy', options.logLevel, options.logFormat);
+  const running = await startSproxy(options, logger);
+  exitOnSignals(() => running.close());
+});

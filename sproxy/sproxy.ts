@@ -1,0 +1,131 @@
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { formatHostPort, type HostPort } from '../common/address.js';
+import { bridgeSocket } from '../common/bridge.js';
+import { describeError, type Logger } from '../common/logger.js';
+import { ServerEndpoint } from '../common/server-endpoint.js';
+import type { SessionContext } from '../common/server-endpoint.js';
+import type { Session } from '../common/session.js';
+import type { SproxyOptions } from './cli.js';
+
+/** A target that has not accepted within this time is treated as refusing. */
+const TARGET_CONNECT_TIMEOUT_MS = 10_000;
+
+export interface RunningSproxy {
+  readonly address: AddressInfo;
+  readonly endpoint: ServerEndpoint;
+  /** Stops listening, tells every client (GOAWAY), resets every session. */
+  close(): Promise<void>;
+}
+
+/** sproxy: each session a client opens becomes one TCP connection to the target. */
+export async function startSproxy(options: SproxyOptions, logger: Logger): Promise<RunningSproxy> {
+  const endpoint = new ServerEndpoint({
+    logger,
+    copyWrites: false,
+    config: {
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      deadAfterMs: options.deadAfterMs,
+      resumeWindowMs: options.resumeWindowMs,
+    },
+  });
+  const targetSockets = new Set<Socket>();
+  const linkSockets = new Set<Socket>();
+
+  endpoint.on('session', (session, context) => {
+    const target = connectTarget(session, context, options.target, logger);
+    targetSockets.add(target);
+    target.on('close', () => targetSockets.delete(target));
+  });
+  endpoint.on('session-finished', (session, reason, detail, context) => {
+    logger.info({ client: short(context.clientId), session: session.id, reason, detail }, 'session closed');
+  });
+  endpoint.on('client-up', ({ clientId, peer, resumed, downMs, summary }) => {
+    logger.info(
+      { client: short(clientId), peer, downMs, sessions: summary.sessions, resentPackets: summary.resentPackets },
+      resumed ? 'link up: client resumed' : 'link up: new client',
+    );
+  });
+  endpoint.on('link-down', ({ clientId, peer, error }) => {
+    const fields = { client: clientId === null ? null : short(clientId), peer, code: error.code, reason: error.message };
+    // Before the handshake, a failure is somebody who does not speak the protocol: say so loudly.
+    if (clientId === null) logger.warn(fields, 'connection rejected');
+    else logger.warn(fields, 'link down');
+  });
+  endpoint.on('client-expired', ({ clientId, sessions }) => {
+    logger.warn({ client: short(clientId), sessions }, 'client did not come back within the resume window');
+  });
+
+  const server: Server = createServer({ noDelay: true }, (socket) => {
+    const peer = formatHostPort({ host: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 });
+    linkSockets.add(socket);
+    socket.on('close', () => linkSockets.delete(socket));
+    endpoint.handleConnection(socket, peer);
+  });
+  server.on('error', (error) => logger.error({ reason: describeError(error) }, 'listener error'));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.listen.port, options.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  logger.info(
+    { listen: formatHostPort({ host: address.address, port: address.port }), target: formatHostPort(options.target) },
+    'sproxy listening; sessions go to the target',
+  );
+
+  return {
+    address,
+    endpoint,
+    async close() {
+      logger.info({}, 'sproxy shutting down');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      endpoint.close('sproxy shutting down');
+      for (const socket of targetSockets) socket.destroy();
+      for (const socket of linkSockets) socket.destroy();
+      await closed;
+    },
+  };
+}
+
+function connectTarget(session: Session, context: SessionContext, target: HostPort, logger: Logger): Socket {
+  const label = { client: short(context.clientId), session: session.id };
+  const targetName = formatHostPort(target);
+  logger.info({ ...label, peer: context.peer, target: targetName }, 'session opened');
+  // Until the target answers, an error on the session (reset, lost) must not go unheard.
+  const onEarlySessionError = (error: Error): void => {
+    logger.debug({ ...label, reason: describeError(error) }, 'session ended before the target connected');
+  };
+  session.on('error', onEarlySessionError);
+  const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+  const timer = setTimeout(
+    () => socket.destroy(new Error(`no answer within ${TARGET_CONNECT_TIMEOUT_MS} ms`)),
+    TARGET_CONNECT_TIMEOUT_MS,
+  );
+  const onSessionClose = (): void => {
+    socket.destroy();
+  };
+  session.once('close', onSessionClose);
+  let connected = false;
+  socket.once('connect', () => {
+    connected = true;
+    clearTimeout(timer);
+    session.off('close', onSessionClose);
+    session.off('error', onEarlySessionError);
+    bridgeSocket(socket, session, logger, label);
+  });
+  socket.once('error', (error) => {
+    clearTimeout(timer);
+    if (!connected) {
+      logger.warn({ ...label, target: targetName, reason: describeError(error) }, 'target refused the session');
+      session.destroy(new Error(`target ${targetName} unreachable: ${describeError(error)}`));
+    }
+  });
+  return socket;
+}
+
+/** Client ids are 32 hex digits; the first 8 tell clients apart in a log. */
+function short(clientId: string): string {
+  return clientId.slice(0, 8);
+}
