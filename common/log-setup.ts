@@ -14,7 +14,7 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 export function createProcessLogger(name: string, level: LogLevel, format: LogFormat): Logger {
   const pretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
   const destination = pretty
-    ? pinoPretty({ destination: 2, sync: true, singleLine: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname,name' })
+    ? pinoPretty({ destination: 2, sync: true, singleLine: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' })
     : pino.destination({ fd: 2, sync: true });
   const base = pino({ name, level: level as Level | 'silent', base: { name } }, destination);
   return {

@@ -136,7 +136,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     link.setHandler(this);
     link.onDown(() => this.detach(link));
     for (const session of this.#sessions.values()) {
-      this.#control.push({ type: PacketType.Sync, sessionId: session.id, ack: session.ackable, payload: EMPTY });
+      this.#control.push({ type: PacketType.Sync, sessionId: session.id, ack: session.takeAck(), payload: EMPTY });
     }
     this.#control.push({ type: PacketType.SyncEnd, sessionId: LINK_SESSION_ID, ack: 0, payload: EMPTY });
     this.#scheduleFlush();
@@ -262,6 +262,8 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       }
       summary.sessions++;
       if (session.hasUnsent) this.#ready.add(session);
+      // The consumer may have read since our SYNC went out: its ack must not wait for new data.
+      if (session.ackPending) this.#acksDue.add(session);
     }
     this.#peerAcks = new Map();
     this.emit('resumed', summary);

@@ -135,7 +135,7 @@ export class Session extends Duplex {
     return this.#ackable !== this.#ackSent;
   }
 
-  /** Seq expected next from the peer, as far as this side may acknowledge it (sent in SYNC). */
+  /** Seq expected next from the peer, as far as this side may acknowledge it yet. */
   get ackable(): number {
     return this.#ackable;
   }
@@ -253,8 +253,6 @@ export class Session extends Duplex {
 
   /** Writes everything unacknowledged again on the new link. Returns how many packets that is. */
   rewind(): number {
-    // Our SYNC told the peer our ack already.
-    this.#ackSent = this.#ackable;
     return this.#queue.rewind();
   }
 

@@ -31,7 +31,7 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
   const userSockets = new Set<Socket>();
   endpoint.on('session-finished', (session, reason, detail) => {
     const fields = { session: session.id, reason, detail };
-    if (reason === 'lost') logger.warn(fields, 'session lost: closing the user connection');
+    if (reason === 'lost') logger.warn(fields, 'session lost; closing the user connection');
     else logger.info(fields, 'session closed');
   });
 

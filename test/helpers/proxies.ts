@@ -109,7 +109,16 @@ export class ProxyProcess {
     if (this.#child.exitCode === null && this.#child.signalCode === null) this.#child.kill(signal);
   }
 
+  /** Graceful stop (SIGTERM), so that the process writes its coverage; SIGKILL if it hangs. */
   async stop(): Promise<void> {
+    this.signal('SIGTERM');
+    const timer = setTimeout(() => this.signal('SIGKILL'), 5000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  /** A crash: no chance to tell anybody anything. */
+  async crash(): Promise<void> {
     this.signal('SIGKILL');
     await this.exited;
   }

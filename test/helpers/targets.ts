@@ -57,6 +57,12 @@ export async function connectUser(port: number): Promise<UserConnection> {
   return user;
 }
 
+/** Resolves when the user's connection closes, however it closed (a reset included). */
+export function waitClosed(user: UserConnection): Promise<void> {
+  if (user.closed) return Promise.resolve();
+  return new Promise((resolve) => user.socket.once('close', () => resolve()));
+}
+
 export interface Transfer {
   sentHash: string;
   receivedHash: string;

@@ -1,0 +1,73 @@
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { useCleanup } from '../helpers/cleanup.js';
+import { isLinkUp, startCproxy, startSproxy } from '../helpers/proxies.js';
+import { connectUser, echoTransfer, startEchoTarget, waitClosed } from '../helpers/targets.js';
+
+const defer = useCleanup();
+
+/** A port on which nothing listens (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('sessions whose far side is gone', () => {
+  it('closes the user connection promptly when the target refuses', async () => {
+    const sproxy = await startSproxy(await closedPort());
+    defer(() => sproxy.proc.stop());
+    const cproxy = await startCproxy(sproxy.port);
+    defer(() => cproxy.proc.stop());
+    await cproxy.proc.waitForLog(isLinkUp);
+
+    const user = await connectUser(cproxy.port);
+    defer(() => user.socket.destroy());
+    const openedAt = Date.now();
+    await waitClosed(user);
+    // Promptly: a round trip and a refused connect, far under the generous bound.
+    expect(Date.now() - openedAt).toBeLessThan(5000);
+    expect(user.errors.map((error) => (error as NodeJS.ErrnoException).code)).toEqual(['ECONNRESET']);
+    const refused = await sproxy.proc.waitForLog((l) => l.msg === 'target refused the session');
+    expect(String(refused['reason'])).toContain('ECONNREFUSED');
+    const closed = await cproxy.proc.waitForLog((l) => l.msg === 'session closed' && l['reason'] === 'reset-by-peer');
+    expect(String(closed['detail'])).toContain('ECONNREFUSED');
+  });
+
+  it('after sproxy restarts, closes the user connections whose sessions are gone and serves new ones', async () => {
+    const target = await startEchoTarget();
+    defer(() => target.close());
+    const first = await startSproxy(target.port);
+    defer(() => first.proc.stop());
+    const cproxy = await startCproxy(first.port);
+    defer(() => cproxy.proc.stop());
+    await cproxy.proc.waitForLog(isLinkUp);
+
+    const user = await connectUser(cproxy.port);
+    defer(() => user.socket.destroy());
+    const before = await echoTransfer(user.socket, 64 * 1024);
+    expect(before.receivedHash).toBe(before.sentHash);
+
+    // A crash: no GOAWAY, no RESET, the state is simply gone.
+    await first.proc.crash();
+    const second = await startSproxy(target.port, [], `127.0.0.1:${first.port}`);
+    defer(() => second.proc.stop());
+
+    await waitClosed(user);
+    // Reset, not a clean EOF: the application must not take a lost session for a finished one.
+    expect(user.errors.map((error) => (error as NodeJS.ErrnoException).code)).toEqual(['ECONNRESET']);
+    const lost = await cproxy.proc.waitForLog((l) => l.msg === 'session lost; closing the user connection');
+    expect(String(lost['detail'])).toContain('sproxy no longer holds session');
+    await cproxy.proc.waitForLog((l) => l.msg.startsWith('server does not know this client'));
+
+    const fresh = await connectUser(cproxy.port);
+    defer(() => fresh.socket.destroy());
+    const after = await echoTransfer(fresh.socket, 64 * 1024);
+    expect(after.receivedHash).toBe(after.sentHash);
+    expect(fresh.errors).toEqual([]);
+  });
+});

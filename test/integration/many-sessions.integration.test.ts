@@ -1,0 +1,93 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { useCleanup } from '../helpers/cleanup.js';
+import { isLinkUp, startCproxy, startSproxy } from '../helpers/proxies.js';
+import { connectUser, drained, echoTransfer, startTarget } from '../helpers/targets.js';
+
+const defer = useCleanup();
+
+const SESSIONS = 200;
+const BYTES_PER_SESSION = 512 * 1024;
+/**
+ * The memory bound stated for this load, per proxy: 200 sessions each with up to 512 KiB in
+ * flight plus one stalled session pinning a full 2 MiB window, on a Node process of ~60 MiB.
+ */
+const RSS_BOUND_BYTES = 256 * 1024 * 1024;
+
+describe('many sessions over one link', () => {
+  it('carries 200 concurrent sessions byte for byte while a stalled one slows nobody, in bounded memory', async () => {
+    let stalledBytesAtTarget = 0;
+    // The first byte picks the behaviour: 'E' echoes the rest, 'S' reads a little and then stops reading.
+    const target = await startTarget((socket) => {
+      socket.once('readable', () => {
+        const mode = socket.read(1) as Buffer | null;
+        if (mode?.toString() === 'S') {
+          socket.on('data', (chunk: Buffer) => {
+            stalledBytesAtTarget += chunk.length;
+            socket.pause();
+          });
+        } else {
+          socket.pipe(socket);
+        }
+      });
+    });
+    defer(() => target.close());
+    const sproxy = await startSproxy(target.port);
+    defer(() => sproxy.proc.stop());
+    const cproxy = await startCproxy(sproxy.port);
+    defer(() => cproxy.proc.stop());
+    await cproxy.proc.waitForLog(isLinkUp);
+
+    let peakRss = { cproxy: 0, sproxy: 0 };
+    const sampler = setInterval(() => {
+      peakRss = {
+        cproxy: Math.max(peakRss.cproxy, cproxy.proc.rssBytes()),
+        sproxy: Math.max(peakRss.sproxy, sproxy.proc.rssBytes()),
+      };
+    }, 50);
+    defer(() => clearInterval(sampler));
+
+    // The stalled session: its writer keeps pushing until backpressure stops it.
+    const stalled = await connectUser(cproxy.port);
+    defer(() => stalled.socket.destroy());
+    stalled.socket.write('S');
+    let stalledWritten = 0;
+    let stopStalledWriter = false;
+    const stalledWriter = (async () => {
+      while (!stopStalledWriter && stalledWritten < 256 * 1024 * 1024) {
+        const chunk = randomBytes(64 * 1024);
+        stalledWritten += chunk.length;
+        if (!stalled.socket.write(chunk) && !(await Promise.race([drained(stalled.socket), new Promise<boolean>((r) => setTimeout(() => r(true), 200))]))) break;
+      }
+    })();
+
+    const users = await Promise.all(Array.from({ length: SESSIONS }, () => connectUser(cproxy.port)));
+    for (const user of users) defer(() => user.socket.destroy());
+    const results = await Promise.all(
+      users.map(async (user) => {
+        user.socket.write('E');
+        return echoTransfer(user.socket, BYTES_PER_SESSION, 16 * 1024);
+      }),
+    );
+    stopStalledWriter = true;
+    await stalledWriter;
+
+    for (const result of results) {
+      expect(result.receivedBytes).toBe(BYTES_PER_SESSION);
+      expect(result.receivedHash).toBe(result.sentHash);
+    }
+    for (const user of users) expect(user.errors).toEqual([]);
+    // The stalled session is held back by flow control: far less reached its target than was
+    // written, and its connection is still open, not failed.
+    expect(stalledBytesAtTarget).toBeLessThan(stalledWritten);
+    expect(stalled.errors).toEqual([]);
+    expect(stalled.closed).toBe(false);
+    expect(target.sockets).toHaveLength(SESSIONS + 1);
+    expect(peakRss.cproxy).toBeLessThan(RSS_BOUND_BYTES);
+    expect(peakRss.sproxy).toBeLessThan(RSS_BOUND_BYTES);
+    console.log(
+      `200 sessions: peak RSS cproxy ${(peakRss.cproxy / 2 ** 20).toFixed(0)} MiB, sproxy ${(peakRss.sproxy / 2 ** 20).toFixed(0)} MiB; ` +
+        `stalled session: ${(stalledWritten / 2 ** 20).toFixed(1)} MiB written, ${(stalledBytesAtTarget / 2 ** 20).toFixed(2)} MiB read by its target`,
+    );
+  });
+});
