@@ -4,7 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     // Integration tests start real processes and push tens of MiB through them.
-    testTimeout: 120_000,
+    testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
     // Integration files each use a couple of processes; two cores run them one file at a time.

@@ -29,7 +29,7 @@ export function parseHostPort(text: string, what: string, defaultHost?: string, 
     return { host: defaultHost, port: parsePort(trimmed, what, allowZeroPort) };
   }
   const host = trimmed.slice(0, colon);
-  if (host === '' || host.includes(':')) {
+  if (host === '' || /[:[\]]/.test(host)) {
     throw new ConfigError(`${what}: "${text}" must be HOST:PORT (write IPv6 addresses as [ADDR]:PORT)`);
   }
   return { host, port: parsePort(trimmed.slice(colon + 1), what, allowZeroPort) };

@@ -69,6 +69,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   #socket: Duplex | null = null;
   #link: Link | null = null;
   #connectTimer: TimerHandle | null = null;
+  #handshakeTimer: TimerHandle | null = null;
   #retryTimer: TimerHandle | null = null;
   /** Gives up on the sessions when no link comes back within the resume window. */
   #resumeWindowTimer: TimerHandle | null = null;
@@ -96,6 +97,11 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       copyWrites: options.copyWrites ?? true,
     });
     this.#mux.on('resumed', (summary) => this.#onResumed(summary));
+    this.#mux.on('goaway', (reason) => {
+      // The server is closing for good and takes our sessions with it: end them now rather than
+      // leave the applications waiting on sessions nobody will resume.
+      this.#mux.loseAll(`sproxy closed the link: ${reason}`);
+    });
     this.#mux.on('session-finished', (session, reason, detail) => this.emit('session-finished', session, reason, detail));
     this.#connect();
   }
@@ -162,7 +168,6 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       this.#connectTimer?.cancel();
       this.#connectTimer = null;
       socket.off('connect', onConnect);
-      socket.off('secureConnect', onConnect);
       socket.off('error', onError);
       socket.off('close', onClose);
     };
@@ -192,6 +197,11 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#link = link;
     link.setHandler(this);
     link.onDown(this.#onLinkDown);
+    // A server that accepts but never answers (heartbeats alone keep the link alive) is a failure.
+    this.#handshakeTimer = this.#clock.setTimeout(
+      () => link.fail(new HandshakeError(`no WELCOME within ${this.#config.deadAfterMs} ms`)),
+      this.#config.deadAfterMs,
+    );
     link.writePacket(PacketType.Hello, LINK_SESSION_ID, 0, 0, encodeHello(this.clientId));
   }
 
@@ -205,19 +215,15 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     }
     const welcome = decodeWelcome(frame.payload);
     this.#knownClient = welcome.knownClient;
-    if (this.#everUp && !welcome.knownClient && this.#mux.sessionCount > 0) {
-      this.#logger.warn(
-        { server: this.#serverName },
-        'server does not know this client (it restarted or the resume window expired): its sessions are lost',
-      );
-    }
+    this.#handshakeTimer?.cancel();
     this.#setState('up');
-    this.#mux.attach(link);
+    this.#mux.attach(link, welcome.knownClient);
   }
 
   onWritable(): void {}
 
   readonly #onLinkDown = (link: Link, error: EternalError): void => {
+    this.#handshakeTimer?.cancel();
     if (this.#link !== link) return;
     this.#link = null;
     this.#socket = null;
@@ -245,6 +251,12 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   };
 
   #onResumed(summary: ResumeSummary): void {
+    if (!this.#knownClient && summary.lostSessions > 0) {
+      this.#logger.warn(
+        { server: this.#serverName, lostSessions: summary.lostSessions },
+        'server does not know this client (it restarted or the resume window expired): its sessions are lost',
+      );
+    }
     const downMs = this.#downSince === null ? null : Math.round(this.#clock.now() - this.#downSince);
     const attempts = this.#failures + 1;
     this.#logger.info(

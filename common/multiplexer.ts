@@ -87,6 +87,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   #phase: MultiplexerPhase = 'detached';
   #flushScheduled = false;
   #nextSessionId = 1;
+  #peerKeptState = true;
 
   constructor(options: MultiplexerOptions) {
     super();
@@ -126,10 +127,15 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     return session;
   }
 
-  /** Puts sessions on a new link, which has completed HELLO/WELCOME. Sends our SYNC list. */
-  attach(link: Link): void {
+  /**
+   * Puts sessions on a new link, which has completed HELLO/WELCOME, and sends our SYNC list.
+   * `peerKeptState`: the peer still held our state when the link came up (WELCOME's flag; always
+   * true on the server side, whose sessions the client opened).
+   */
+  attach(link: Link, peerKeptState: boolean): void {
     if (this.#link !== null) this.detach(this.#link);
     this.#link = link;
+    this.#peerKeptState = peerKeptState;
     this.#phase = 'syncing';
     this.#peerAcks = new Map();
     this.#control = [];
@@ -168,6 +174,12 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   onFrame(link: Link, frame: Frame): void {
     const { header, payload } = frame;
     const type = header.type as PacketType;
+    if (type === PacketType.GoAway) {
+      const reason = decodeReason(payload);
+      this.#logger.warn({ peer: link.peer, reason }, 'peer is going away');
+      this.emit('goaway', reason);
+      return;
+    }
     if (this.#phase === 'syncing') {
       this.#onSyncFrame(type, header.sessionId, header.ack);
       return;
@@ -183,10 +195,6 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
         return;
       case PacketType.Ack:
         this.#sessions.get(header.sessionId)?.acknowledge(header.ack);
-        return;
-      case PacketType.GoAway:
-        this.#logger.warn({ peer: link.peer, reason: decodeReason(payload) }, 'peer is going away');
-        this.emit('goaway', decodeReason(payload));
         return;
       default:
         throw new ProtocolError(`unexpected ${PacketType[type] ?? type} packet on a running link`);
@@ -230,7 +238,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       this.#peerAcks.set(sessionId, ack);
     } else if (type === PacketType.SyncEnd) {
       this.#completeResume();
-    } else if (type !== PacketType.GoAway) {
+    } else {
       throw new ProtocolError(`${PacketType[type] ?? type} packet before SYNC_END`);
     }
   }
@@ -243,7 +251,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       if (peerAck !== undefined) {
         summary.resentPackets += session.resumeFrom(peerAck);
       } else {
-        const verdict = session.resolveUnknownToPeer();
+        const verdict = session.resolveUnknownToPeer(this.#peerKeptState);
         if (verdict === 'completed') {
           session.settleCompletedAtPeer();
           continue;

@@ -98,12 +98,18 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
       peer,
     });
     this.#pending.add(link);
+    // Heartbeats alone keep a link alive; without this, a peer that never says HELLO would hold
+    // a pending link for ever.
+    const handshakeTimer = this.#clock.setTimeout(() => {
+      if (this.#pending.has(link)) link.fail(new HandshakeError(`no HELLO within ${this.#config.deadAfterMs} ms`));
+    }, this.#config.deadAfterMs);
     const handshake: LinkHandler = {
       onFrame: (_link, frame) => this.#onHello(link, frame),
       onWritable: () => {},
     };
     link.setHandler(handshake);
     link.onDown((_link, error) => {
+      handshakeTimer.cancel();
       if (this.#pending.delete(link)) this.#onLinkDown(link, null, error);
     });
   }
@@ -145,7 +151,7 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
       if (current.link === link) this.#onLinkDown(link, current, error);
     });
     link.writePacket(PacketType.Welcome, LINK_SESSION_ID, 0, 0, encodeWelcome(knownClient));
-    record.mux.attach(link);
+    record.mux.attach(link, true);
   }
 
   #createClient(clientId: string): ClientRecord {

@@ -1,6 +1,6 @@
 import { Duplex } from 'node:stream';
 import { ProtocolError, SessionLostError, SessionResetError } from './errors.js';
-import { PacketType } from './protocol/constants.js';
+import { MAX_REASON_BYTES, PacketType } from './protocol/constants.js';
 import { decodeReason, encodeReason } from './protocol/messages.js';
 import { seqAdd, seqBefore, seqBeforeOrEqual } from './protocol/seq.js';
 import { RetransmitQueue, type QueuedPacket } from './retransmit-queue.js';
@@ -86,6 +86,8 @@ export class Session extends Duplex {
   /** push() said the consumer is behind: hold acks until _read. */
   #consumerBehind = false;
   #pendingWrite: PendingWrite | null = null;
+  /** Some packet of ours went out on a link: the peer may have seen it even without an ack. */
+  #everWritten = false;
   /** First seqs of the session, to tell whether the peer has ever seen it (resolveUnknownToPeer). */
   #initialSendSeq: number;
   #initialReceiveSeq: number;
@@ -101,8 +103,8 @@ export class Session extends Duplex {
     this.#windowBytes = options.windowBytes;
     this.#maxFramePayloadBytes = options.maxFramePayloadBytes;
     this.#copyWrites = options.copyWrites;
-    // The queue's bound: the window plus the one frame that may cross it.
-    this.#queue = new RetransmitQueue(options.windowBytes + options.maxFramePayloadBytes);
+    // The queue's bound: the window, the one frame that may cross it, and a RESET's reason.
+    this.#queue = new RetransmitQueue(options.windowBytes + options.maxFramePayloadBytes + MAX_REASON_BYTES);
     this.#sendNext = options.sendSeq;
     this.#peerAck = options.sendSeq;
     this.#receiveNext = options.receiveSeq;
@@ -165,7 +167,9 @@ export class Session extends Duplex {
 
   /** Next packet to write on the link, or null. The caller stamps the current ack on it. */
   takeNextPacket(): QueuedPacket | null {
-    return this.#queue.takeNext();
+    const packet = this.#queue.takeNext();
+    if (packet !== null) this.#everWritten = true;
+    return packet;
   }
 
   /** The ack value to put in an outgoing header; records it as sent. */
@@ -228,10 +232,25 @@ export class Session extends Duplex {
       throw new ProtocolError(`session ${this.id}: second FIN`);
     }
     this.#receiveNext = seqAdd(this.#receiveNext, 1);
-    if (!this.#consumerBehind) this.#ackable = this.#receiveNext;
+    if (this.#consumerBehind) {
+      // Node calls _read no more once the stream has ended, so the held ack is released when the
+      // consumer has taken everything, which 'end' tells.
+      this.once('end', () => this.#catchUpAck());
+    } else {
+      this.#ackable = this.#receiveNext;
+    }
     if (!this.destroyed) this.push(null);
+    // Our RESET crossed the peer's FIN: the session is aborted and waits only for the RESET's ack.
+    if (this.#state === 'reset-sent') return;
     this.#moveTo(this.#state === 'fin-sent' ? 'fin-both' : 'fin-received');
     this.#finishIfDone();
+  }
+
+  /** The consumer has taken what it was behind on: acknowledge everything received. */
+  #catchUpAck(): void {
+    this.#consumerBehind = false;
+    this.#ackable = this.#receiveNext;
+    if (this.ackPending) this.#owner.sessionNeedsAck(this);
   }
 
   #onReset(reason: string): void {
@@ -258,12 +277,17 @@ export class Session extends Duplex {
 
   /**
    * The peer does not know this session after a new link came up. Returns what that means:
-   * the peer never saw it (replay from OPEN), it completed on the peer's side, or it is lost.
+   *  - completed: it was over on both sides, and the peer forgot it first;
+   *  - replay:    the peer never saw it, so it starts afresh there, OPEN first. Certain when the
+   *               peer kept its state for us (it would hold the session had the OPEN arrived), or
+   *               when nothing of the session ever went out on a link;
+   *  - lost:      the peer lost its state (restart, expiry) and may have seen the session: to replay
+   *               it could hand the target the same bytes twice, so it is closed instead.
    */
-  resolveUnknownToPeer(): 'replay' | 'completed' | 'lost' {
+  resolveUnknownToPeer(peerKeptState: boolean): 'replay' | 'completed' | 'lost' {
     if (this.#state === 'fin-both' || this.#state === 'reset-sent') return 'completed';
-    if (!this.peerHasState) return 'replay';
-    return 'lost';
+    if (this.peerHasState) return 'lost';
+    return peerKeptState || !this.#everWritten ? 'replay' : 'lost';
   }
 
   /** Abandons the session because its state is gone at the peer; the consumer sees an error. */
@@ -303,16 +327,15 @@ export class Session extends Duplex {
   }
 
   override _read(): void {
-    if (!this.#consumerBehind) return;
-    this.#consumerBehind = false;
-    this.#ackable = this.#receiveNext;
-    if (this.ackPending) this.#owner.sessionNeedsAck(this);
+    if (this.#consumerBehind) this.#catchUpAck();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     const pending = this.#pendingWrite;
     this.#pendingWrite = null;
     pending?.callback(error ?? new SessionLostError(`session ${this.id} destroyed`));
+    // What the consumer had not read is dropped with the stream; it must not hold the acks back.
+    if (this.#consumerBehind) this.#catchUpAck();
     // Destroyed before both directions closed cleanly: the application aborted, so tell the peer.
     if (this.#state === 'open' || this.#state === 'fin-sent' || this.#state === 'fin-received') {
       this.#append(PacketType.Reset, encodeReason(error?.message ?? 'closed by application'));

@@ -43,7 +43,6 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
     socket.on('close', () => userSockets.delete(socket));
     bridgeSocket(socket, session, logger, { session: session.id });
   });
-  server.on('error', (error) => logger.error({ reason: describeError(error) }, 'listener error'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.listen.port, options.listen.host, () => {
@@ -54,6 +53,8 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
     endpoint.close('cproxy could not listen');
     throw error;
   });
+  // Failing to listen is fatal (the caller says why); later errors are logged and survived.
+  server.on('error', (error) => logger.error({ reason: describeError(error) }, 'listener error'));
   const address = server.address() as AddressInfo;
   logger.info(
     { listen: formatHostPort({ host: address.address, port: address.port }), server: serverName },
@@ -67,7 +68,8 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
       logger.info({}, 'cproxy shutting down');
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       endpoint.close('cproxy shutting down');
-      for (const socket of userSockets) socket.destroy();
+      // The sessions are lost, not finished: the applications get a reset, not an end of stream.
+      for (const socket of userSockets) socket.resetAndDestroy();
       await closed;
     },
   };

@@ -61,7 +61,6 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
     socket.on('close', () => linkSockets.delete(socket));
     endpoint.handleConnection(socket, peer);
   });
-  server.on('error', (error) => logger.error({ reason: describeError(error) }, 'listener error'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.listen.port, options.listen.host, () => {
@@ -69,6 +68,8 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       resolve();
     });
   });
+  // Failing to listen is fatal (the caller says why); later errors are logged and survived.
+  server.on('error', (error) => logger.error({ reason: describeError(error) }, 'listener error'));
   const address = server.address() as AddressInfo;
   logger.info(
     { listen: formatHostPort({ host: address.address, port: address.port }), target: formatHostPort(options.target) },
@@ -82,7 +83,7 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       logger.info({}, 'sproxy shutting down');
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       endpoint.close('sproxy shutting down');
-      for (const socket of targetSockets) socket.destroy();
+      for (const socket of targetSockets) socket.resetAndDestroy();
       for (const socket of linkSockets) socket.destroy();
       await closed;
     },

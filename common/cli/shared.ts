@@ -52,9 +52,14 @@ export function parsePositiveInteger(text: string | number, flag: string, min = 
 }
 
 export function readSharedOptions(args: Record<string, unknown>): SharedCliOptions {
+  const heartbeatIntervalMs = parsePositiveInteger(args['heartbeat-interval'] as string, 'heartbeat-interval', 10);
+  const deadAfterMs = parsePositiveInteger(args['dead-after'] as string, 'dead-after', 20);
+  if (deadAfterMs <= heartbeatIntervalMs) {
+    throw new ConfigError(`--dead-after (${deadAfterMs}) must be longer than --heartbeat-interval (${heartbeatIntervalMs})`);
+  }
   return {
-    heartbeatIntervalMs: parsePositiveInteger(args['heartbeat-interval'] as string, 'heartbeat-interval', 10),
-    deadAfterMs: parsePositiveInteger(args['dead-after'] as string, 'dead-after', 20),
+    heartbeatIntervalMs,
+    deadAfterMs,
     resumeWindowMs: parsePositiveInteger(args['resume-window'] as string, 'resume-window', 1, 2_147_483) * 1000,
     logLevel: args['log-level'] as LogLevel,
     logFormat: args['log-format'] as LogFormat,
@@ -80,7 +85,8 @@ export function packageVersion(): string {
 export class UsageError extends Error {}
 
 export function failWithUsageError(message: string | null | undefined, error: Error | undefined): never {
-  throw new UsageError(message ?? error?.message ?? 'invalid arguments');
+  // yargs spreads some messages over lines; the reason is meant to fit on one.
+  throw new UsageError((message ?? error?.message ?? 'invalid arguments').replace(/\s*\n\s*/g, ' '));
 }
 
 /**
@@ -90,7 +96,7 @@ export function failWithUsageError(message: string | null | undefined, error: Er
 export function runCli(name: string, main: () => Promise<void>): void {
   main().catch((error: unknown) => {
     if (error instanceof UsageError || error instanceof ConfigError) {
-      process.stderr.write(`${name}: ${error.message}\n${name}: see '${name} --help'\n`);
+      process.stderr.write(`${name}: ${error.message} (see ${name} --help)\n`);
       process.exit(2);
     }
     const listen = error as NodeJS.ErrnoException;

@@ -70,4 +70,23 @@ describe('sessions whose far side is gone', () => {
     expect(after.receivedHash).toBe(after.sentHash);
     expect(fresh.errors).toEqual([]);
   });
+
+  it('when sproxy shuts down (GOAWAY), cproxy closes its user connections at once instead of holding them', async () => {
+    const target = await startEchoTarget();
+    defer(() => target.close());
+    const sproxy = await startSproxy(target.port);
+    defer(() => sproxy.proc.stop());
+    const cproxy = await startCproxy(sproxy.port);
+    defer(() => cproxy.proc.stop());
+    await cproxy.proc.waitForLog(isLinkUp);
+    const user = await connectUser(cproxy.port);
+    defer(() => user.socket.destroy());
+    await echoTransfer(user.socket, 1024);
+
+    sproxy.proc.signal('SIGTERM');
+    await waitClosed(user);
+    const lost = await cproxy.proc.waitForLog((l) => l.msg === 'session lost; closing the user connection');
+    expect(String(lost['detail'])).toBe('sproxy closed the link: sproxy shutting down');
+    expect(await sproxy.proc.exited).toEqual({ code: 0, signal: null });
+  });
 });

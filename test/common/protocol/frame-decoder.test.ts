@@ -24,13 +24,6 @@ function plain(frames: Frame[]): PlainFrame[] {
   return frames.map((frame) => ({ header: frame.header, payload: frame.payload.toString('hex') }));
 }
 
-/** Feeds each piece with its own push() and returns every frame in order. */
-function pushAll(decoder: FrameDecoder, pieces: Buffer[]): Frame[] {
-  const frames: Frame[] = [];
-  for (const piece of pieces) frames.push(...decoder.push(piece));
-  return frames;
-}
-
 /** Cuts `bytes` at the given offsets (any order, duplicates allowed: they give empty pieces). */
 function split(bytes: Buffer, cuts: number[]): Buffer[] {
   const points = [...cuts].sort((a, b) => a - b);

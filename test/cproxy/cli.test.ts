@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { UsageError } from '../../common/cli/shared.js';
+import { ConfigError } from '../../common/errors.js';
+import { parseCproxyArgs } from '../../cproxy/cli.js';
+
+describe('cproxy command line', () => {
+  it('defaults to 127.0.0.1:5200 and sproxy on 127.0.0.1:6200 with the design timings', () => {
+    const options = parseCproxyArgs([]);
+    expect(options.listen).toEqual({ host: '127.0.0.1', port: 5200 });
+    expect(options.server).toEqual({ host: '127.0.0.1', port: 6200 });
+    expect(options.heartbeatIntervalMs).toBe(1000);
+    expect(options.deadAfterMs).toBe(3000);
+    expect(options.resumeWindowMs).toBe(86_400_000);
+    expect(options.connectTimeoutMs).toBe(2000);
+    expect(options.logLevel).toBe('info');
+  });
+
+  it('takes flags', () => {
+    const options = parseCproxyArgs([
+      '--listen', '0.0.0.0:7000', '--server', 'sproxy.example:7001', '--heartbeat-interval', '250',
+      '--dead-after', '900', '--resume-window', '60', '--connect-timeout', '500', '--log-level', 'debug',
+    ]);
+    expect(options.listen).toEqual({ host: '0.0.0.0', port: 7000 });
+    expect(options.server).toEqual({ host: 'sproxy.example', port: 7001 });
+    expect(options.heartbeatIntervalMs).toBe(250);
+    expect(options.deadAfterMs).toBe(900);
+    expect(options.resumeWindowMs).toBe(60_000);
+    expect(options.connectTimeoutMs).toBe(500);
+    expect(options.logLevel).toBe('debug');
+  });
+
+  it('takes a bare port for --listen and IPv6 in brackets', () => {
+    expect(parseCproxyArgs(['--listen', '5300']).listen).toEqual({ host: '127.0.0.1', port: 5300 });
+    expect(parseCproxyArgs(['--server', '[::1]:6300']).server).toEqual({ host: '::1', port: 6300 });
+  });
+
+  it('takes the original programs\' positional form: LPORT SPROXY_HOST SPROXY_PORT', () => {
+    const options = parseCproxyArgs(['5201', 'far.example', '6201']);
+    expect(options.listen).toEqual({ host: '127.0.0.1', port: 5201 });
+    expect(options.server).toEqual({ host: 'far.example', port: 6201 });
+  });
+
+  it.each([
+    [['--bogus'], UsageError, 'Unknown argument: bogus'],
+    [['--listen', 'abc'], ConfigError, '--listen: "abc" is not a port number'],
+    [['--server', 'nohost'], ConfigError, '--server: "nohost" must be HOST:PORT'],
+    [['--listen', '70000'], ConfigError, '--listen: port 70000 is out of range'],
+    [['--dead-after', 'soon'], ConfigError, '--dead-after must be a whole number from 20 to 2147483647, got "soon"'],
+    [['--heartbeat-interval', '5000'], ConfigError, '--dead-after (3000) must be longer than --heartbeat-interval (5000)'],
+    [['5201', 'far.example'], UsageError, 'the positional form is: cproxy LPORT SPROXY_HOST SPROXY_PORT'],
+    [['5201', 'far.example', '6201', '--server', 'x:1'], UsageError, 'give either LPORT SPROXY_HOST SPROXY_PORT or --listen/--server, not both'],
+    [['--server'], UsageError, 'Not enough arguments following: server'],
+  ])('rejects %j with a one-line reason', (args, errorClass, message) => {
+    let caught: unknown;
+    try {
+      parseCproxyArgs(args);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(errorClass);
+    expect((caught as Error).message).toBe(message);
+    expect((caught as Error).message).not.toContain('\n');
+  });
+});
