@@ -64,11 +64,6 @@ export enum PacketType {
 /** One more than the largest defined packet type: anything at or above it is unknown. */
 export const PACKET_TYPE_LIMIT = PacketType.GoAway + 1;
 
-/** Packet types that consume a sequence number and travel through the retransmit queue. */
-export function isSequencedType(type: PacketType): boolean {
-  return type === PacketType.Data || type === PacketType.Open || type === PacketType.Fin || type === PacketType.Reset;
-}
-
 /** WELCOME flag bit: the server still holds this client's sessions (§3). */
 export const WELCOME_FLAG_KNOWN_CLIENT = 0x1;
 

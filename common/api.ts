@@ -1,0 +1,91 @@
+import { EventEmitter } from 'node:events';
+import { connect as netConnect, createServer as netCreateServer, type AddressInfo, type Server } from 'node:net';
+import type { Clock } from './clock.js';
+import { ClientEndpoint } from './client-endpoint.js';
+import type { ClientConfig, ServerConfig } from './config.js';
+import type { Logger } from './logger.js';
+import { ServerEndpoint, type SessionContext } from './server-endpoint.js';
+import type { Session } from './session.js';
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  config?: Partial<ClientConfig>;
+  logger?: Logger;
+  clock?: Clock;
+}
+
+/**
+ * A stream that does not die: a Duplex to an eternal-tcp server (createServer, or sproxy) over a
+ * link that reconnects by itself and resumes where it stopped. Write at once: bytes wait for the
+ * link. The underlying endpoint closes once the stream has closed and its last bytes are
+ * acknowledged. Buffers written are copied, so callers may reuse them.
+ */
+export function connect(options: ConnectOptions): Session {
+  const endpoint = new ClientEndpoint({
+    dial: () => netConnect({ host: options.host, port: options.port, noDelay: true }),
+    serverName: `${options.host}:${options.port}`,
+    ...(options.config === undefined ? {} : { config: options.config }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+    copyWrites: true,
+  });
+  const session = endpoint.openSession();
+  endpoint.on('session-finished', (finished) => {
+    if (finished === session) endpoint.close('stream closed');
+  });
+  return session;
+}
+
+export interface EternalServerOptions {
+  config?: Partial<ServerConfig>;
+  logger?: Logger;
+  clock?: Clock;
+}
+
+export interface EternalServerEvents {
+  /** A client opened a stream. */
+  connection: [stream: Session, context: SessionContext];
+}
+
+/**
+ * The server side of `connect()`: each stream a client opens arrives as a 'connection' Duplex,
+ * which survives its client's link dying and coming back (from any address).
+ */
+export class EternalServer extends EventEmitter<EternalServerEvents> {
+  readonly endpoint: ServerEndpoint;
+  readonly #server: Server;
+
+  constructor(options: EternalServerOptions = {}) {
+    super();
+    this.endpoint = new ServerEndpoint({ ...options, copyWrites: true });
+    this.endpoint.on('session', (session, context) => this.emit('connection', session, context));
+    this.#server = netCreateServer({ noDelay: true }, (socket) => {
+      this.endpoint.handleConnection(socket, `${socket.remoteAddress}:${socket.remotePort}`);
+    });
+  }
+
+  /** Listens on `port` (0: any free port) and resolves with the address. */
+  listen(port: number, host = '127.0.0.1'): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', reject);
+        resolve(this.#server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stops listening and ends every stream (its clients are told). */
+  close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.endpoint.close();
+    return closed;
+  }
+}
+
+export function createServer(options: EternalServerOptions = {}, onConnection?: (stream: Session, context: SessionContext) => void): EternalServer {
+  const server = new EternalServer(options);
+  if (onConnection !== undefined) server.on('connection', onConnection);
+  return server;
+}
