@@ -26,8 +26,10 @@ export class ProxyProcess {
   readonly #waiters = new Set<{ predicate: LogPredicate; resolve: (line: LogLine) => void }>();
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(readonly name: 'cproxy' | 'sproxy', args: string[]) {
-    this.#child = spawn(process.execPath, [join(REPO_ROOT, 'bin', `${name}.js`), ...args], {
+  /** `prefix` runs the proxy through another command, e.g. `ip netns exec NS` for a test host. */
+  constructor(readonly name: 'cproxy' | 'sproxy', args: string[], prefix: string[] = []) {
+    const command = [...prefix, process.execPath, join(REPO_ROOT, 'bin', `${name}.js`), ...args];
+    this.#child = spawn(command[0] as string, command.slice(1), {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     this.exited = once(this.#child, 'exit').then(([code, signal]) => ({
@@ -132,26 +134,35 @@ export interface StartedProxy {
 }
 
 /** Starts sproxy on 127.0.0.1 (port 0 = any free port) and waits until it listens. */
-export async function startSproxy(target: number | string, extra: string[] = [], listen = '127.0.0.1:0'): Promise<StartedProxy> {
+export async function startSproxy(
+  target: number | string,
+  extra: string[] = [],
+  listen = '127.0.0.1:0',
+  prefix: string[] = [],
+): Promise<StartedProxy> {
   const targetArg = typeof target === 'number' ? `127.0.0.1:${target}` : target;
-  const proc = new ProxyProcess('sproxy', ['--listen', listen, '--target', targetArg, '--log-format', 'json', '--log-level', 'debug', ...extra]);
+  const proc = new ProxyProcess(
+    'sproxy',
+    ['--listen', listen, '--target', targetArg, '--log-format', 'json', '--log-level', 'debug', ...extra],
+    prefix,
+  );
   const line = await proc.waitForLog((l) => l.msg.startsWith('sproxy listening'), 20_000, 'listening line');
   return { proc, port: LISTEN_PORT(line) };
 }
 
-/** Starts cproxy on 127.0.0.1:0 linked to sproxy at `serverPort`, and waits until it listens. */
-export async function startCproxy(serverPort: number, extra: string[] = []): Promise<StartedProxy> {
-  const proc = new ProxyProcess('cproxy', [
-    '--listen',
-    '127.0.0.1:0',
-    '--server',
-    `127.0.0.1:${serverPort}`,
-    '--log-format',
-    'json',
-    '--log-level',
-    'debug',
-    ...extra,
-  ]);
+/** Starts cproxy on 127.0.0.1:0 (or `listen`) linked to sproxy, and waits until it listens. */
+export async function startCproxy(
+  server: number | string,
+  extra: string[] = [],
+  listen = '127.0.0.1:0',
+  prefix: string[] = [],
+): Promise<StartedProxy> {
+  const serverArg = typeof server === 'number' ? `127.0.0.1:${server}` : server;
+  const proc = new ProxyProcess(
+    'cproxy',
+    ['--listen', listen, '--server', serverArg, '--log-format', 'json', '--log-level', 'debug', ...extra],
+    prefix,
+  );
   const line = await proc.waitForLog((l) => l.msg.startsWith('cproxy listening'), 20_000, 'listening line');
   return { proc, port: LISTEN_PORT(line) };
 }
