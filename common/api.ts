@@ -31,8 +31,22 @@ export function connect(options: ConnectOptions): Session {
     copyWrites: true,
   });
   const session = endpoint.openSession();
+  // The endpoint outlives the stream until both are done: the protocol (our last packet
+  // acknowledged) and the stream (read to its end, which releases our final ack).
+  let protocolDone = false;
+  let streamClosed = false;
+  const closeWhenDone = (): void => {
+    if (protocolDone && streamClosed) endpoint.close('stream closed');
+  };
   endpoint.on('session-finished', (finished) => {
-    if (finished === session) endpoint.close('stream closed');
+    if (finished !== session) return;
+    protocolDone = true;
+    closeWhenDone();
+  });
+  session.once('close', () => {
+    streamClosed = true;
+    // Let the final ack, queued as the stream ended, reach the link before GOAWAY.
+    setImmediate(closeWhenDone);
   });
   return session;
 }

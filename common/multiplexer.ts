@@ -160,6 +160,9 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
 
   /** Queues a GOAWAY for the current link (the endpoint is closing for good). */
   sendGoAway(reason: string): void {
+    // Whatever is due goes first (a final ack above all), so that the peer settles it before it
+    // hears that we are gone.
+    this.flushNow();
     this.#control.push({ type: PacketType.GoAway, sessionId: LINK_SESSION_ID, ack: 0, payload: encodeReason(reason) });
     this.flushNow();
   }

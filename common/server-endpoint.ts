@@ -176,11 +176,8 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
     record.link = null;
     record.downSince = this.#clock.now();
     if (error.code === 'ETCP_ERR_CLOSED' || this.#closed) return;
-    if (record.mux.sessionCount === 0) {
-      // Nothing to resume: forget the client now rather than holding an empty record for a day.
-      this.#clients.delete(record.id);
-      return;
-    }
+    // Kept even with no session: an OPEN may have died with the link, and the client can replay it
+    // safely only if we still know it when it returns.
     record.expiryTimer = this.#clock.setTimeout(() => {
       const sessions = record.mux.sessionCount;
       this.emit('client-expired', { clientId: record.id, sessions });

@@ -73,7 +73,12 @@ export interface Transfer {
  * Writes `totalBytes` of random data on `socket` (honouring backpressure) while reading back the
  * same number of bytes, and returns the SHA-256 of both sides.
  */
-export async function echoTransfer(socket: Socket, totalBytes: number, chunkBytes = 64 * 1024): Promise<Transfer> {
+export async function echoTransfer(
+  socket: Socket,
+  totalBytes: number,
+  chunkBytes = 64 * 1024,
+  onProgress?: (receivedBytes: number) => void,
+): Promise<Transfer> {
   const sent = createHash('sha256');
   const received = createHash('sha256');
   let receivedBytes = 0;
@@ -81,6 +86,7 @@ export async function echoTransfer(socket: Socket, totalBytes: number, chunkByte
     const onData = (chunk: Buffer): void => {
       received.update(chunk);
       receivedBytes += chunk.length;
+      onProgress?.(receivedBytes);
       if (receivedBytes >= totalBytes) {
         socket.off('data', onData);
         socket.off('close', onClose);

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
-import { isLinkUp, REPO_ROOT, startCproxy, startSproxy } from '../helpers/proxies.js';
-import { connectUser, echoTransfer, startEchoTarget, waitClosed } from '../helpers/targets.js';
+import { startTunnel } from '../helpers/tunnel.js';
+import { REPO_ROOT } from '../helpers/proxies.js';
+import { echoTransfer, startEchoTarget, waitClosed } from '../helpers/targets.js';
 
 const defer = useCleanup();
 const run = promisify(execFile);
@@ -54,15 +55,8 @@ describe('the executables', () => {
   });
 
   it('SIGTERM: both stop listening, close their sessions and exit 0 within a few seconds', async () => {
-    const target = await startEchoTarget();
-    defer(() => target.close());
-    const sproxy = await startSproxy(target.port);
-    defer(() => sproxy.proc.stop());
-    const cproxy = await startCproxy(sproxy.port);
-    defer(() => cproxy.proc.stop());
-    await cproxy.proc.waitForLog(isLinkUp);
-    const user = await connectUser(cproxy.port);
-    defer(() => user.socket.destroy());
+    const { sproxy, cproxy, connect } = await startTunnel(defer);
+    const user = await connect();
     await echoTransfer(user.socket, 10_000);
 
     const startedAt = Date.now();

@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { PacketType } from '../../common/protocol/constants.js';
 import { encodeHeader } from '../../common/protocol/header.js';
 import { useCleanup } from '../helpers/cleanup.js';
-import { isLinkUp, startCproxy, startSproxy } from '../helpers/proxies.js';
-import { connectUser, echoTransfer, startEchoTarget } from '../helpers/targets.js';
+import { startTunnel } from '../helpers/tunnel.js';
+import { echoTransfer } from '../helpers/targets.js';
 
 const defer = useCleanup();
 
@@ -31,15 +31,8 @@ function header(type: number, length: number): Buffer {
 
 describe('garbage on sproxy\'s port', () => {
   it('logs and closes each bad connection; other sessions go on; sproxy does not crash', async () => {
-    const target = await startEchoTarget();
-    defer(() => target.close());
-    const sproxy = await startSproxy(target.port);
-    defer(() => sproxy.proc.stop());
-    const cproxy = await startCproxy(sproxy.port);
-    defer(() => cproxy.proc.stop());
-    await cproxy.proc.waitForLog(isLinkUp);
-    const user = await connectUser(cproxy.port);
-    defer(() => user.socket.destroy());
+    const { sproxy, cproxy, connect } = await startTunnel(defer);
+    const user = await connect();
 
     const cases: Array<{ name: string; bytes: Buffer; code: string | string[] }> = [
       // A random first word is almost surely no packet type; force it to be none.

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
-import { isLinkUp, startCproxy, startSproxy } from '../helpers/proxies.js';
-import { connectUser, readToEnd, sha256, startTarget } from '../helpers/targets.js';
+import { readToEnd, sha256, startTarget } from '../helpers/targets.js';
+import { startTunnel } from '../helpers/tunnel.js';
 
 const defer = useCleanup();
 
@@ -16,15 +16,8 @@ describe('half-close', () => {
         socket.end(`got ${data.length} bytes, sha256 ${sha256(data)}\n`);
       });
     });
-    defer(() => target.close());
-    const sproxy = await startSproxy(target.port);
-    defer(() => sproxy.proc.stop());
-    const cproxy = await startCproxy(sproxy.port);
-    defer(() => cproxy.proc.stop());
-    await cproxy.proc.waitForLog(isLinkUp);
-
-    const user = await connectUser(cproxy.port);
-    defer(() => user.socket.destroy());
+    const { sproxy, cproxy, connect } = await startTunnel(defer, { target });
+    const user = await connect();
     const payload = randomBytes(3 * 1024 * 1024 + 17);
     user.socket.end(payload);
     const reply = (await readToEnd(user.socket)).toString('utf8');

@@ -4,6 +4,7 @@ import { useCleanup } from '../helpers/cleanup.js';
 import { dropPackets, killConnections } from '../helpers/faults.js';
 import { isLinkUp, startCproxy, startSproxy } from '../helpers/proxies.js';
 import { connectUser, echoTransfer, readToEnd, sha256, startEchoTarget, startTarget } from '../helpers/targets.js';
+import { startTunnel } from '../helpers/tunnel.js';
 
 const defer = useCleanup();
 
@@ -16,15 +17,8 @@ describe('the link is down', () => {
         socket.end();
       });
     });
-    defer(() => target.close());
-    const sproxy = await startSproxy(target.port);
-    defer(() => sproxy.proc.stop());
-    const cproxy = await startCproxy(sproxy.port);
-    defer(() => cproxy.proc.stop());
-    await cproxy.proc.waitForLog(isLinkUp);
-
-    const user = await connectUser(cproxy.port);
-    defer(() => user.socket.destroy());
+    const { sproxy, cproxy, connect } = await startTunnel(defer, { target });
+    const user = await connect();
     const head = randomBytes(100_000);
     user.socket.write(head);
     await sproxy.proc.waitForLog((l) => l.msg === 'session opened');

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
+import { startTunnel } from '../helpers/tunnel.js';
 import { isLinkUp, startCproxy, startSproxy } from '../helpers/proxies.js';
 import { connectUser, echoTransfer, startEchoTarget, waitClosed } from '../helpers/targets.js';
 
@@ -72,15 +73,8 @@ describe('sessions whose far side is gone', () => {
   });
 
   it('when sproxy shuts down (GOAWAY), cproxy closes its user connections at once instead of holding them', async () => {
-    const target = await startEchoTarget();
-    defer(() => target.close());
-    const sproxy = await startSproxy(target.port);
-    defer(() => sproxy.proc.stop());
-    const cproxy = await startCproxy(sproxy.port);
-    defer(() => cproxy.proc.stop());
-    await cproxy.proc.waitForLog(isLinkUp);
-    const user = await connectUser(cproxy.port);
-    defer(() => user.socket.destroy());
+    const { sproxy, cproxy, connect } = await startTunnel(defer);
+    const user = await connect();
     await echoTransfer(user.socket, 1024);
 
     sproxy.proc.signal('SIGTERM');

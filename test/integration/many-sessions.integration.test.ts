@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
-import { isLinkUp, startCproxy, startSproxy } from '../helpers/proxies.js';
-import { connectUser, drained, echoTransfer, startTarget } from '../helpers/targets.js';
+import { drained, echoTransfer, startTarget } from '../helpers/targets.js';
+import { startTunnel } from '../helpers/tunnel.js';
 
 const defer = useCleanup();
 
@@ -31,12 +31,7 @@ describe('many sessions over one link', () => {
         }
       });
     });
-    defer(() => target.close());
-    const sproxy = await startSproxy(target.port);
-    defer(() => sproxy.proc.stop());
-    const cproxy = await startCproxy(sproxy.port);
-    defer(() => cproxy.proc.stop());
-    await cproxy.proc.waitForLog(isLinkUp);
+    const { sproxy, cproxy, connect } = await startTunnel(defer, { target });
 
     let peakRss = { cproxy: 0, sproxy: 0 };
     const sampler = setInterval(() => {
@@ -48,8 +43,7 @@ describe('many sessions over one link', () => {
     defer(() => clearInterval(sampler));
 
     // The stalled session: its writer keeps pushing until backpressure stops it.
-    const stalled = await connectUser(cproxy.port);
-    defer(() => stalled.socket.destroy());
+    const stalled = await connect();
     stalled.socket.write('S');
     let stalledWritten = 0;
     let stopStalledWriter = false;
@@ -61,8 +55,7 @@ describe('many sessions over one link', () => {
       }
     })();
 
-    const users = await Promise.all(Array.from({ length: SESSIONS }, () => connectUser(cproxy.port)));
-    for (const user of users) defer(() => user.socket.destroy());
+    const users = await Promise.all(Array.from({ length: SESSIONS }, () => connect()));
     const results = await Promise.all(
       users.map(async (user) => {
         user.socket.write('E');

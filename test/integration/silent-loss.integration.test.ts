@@ -1,22 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
 import { dropPackets } from '../helpers/faults.js';
-import { isLinkUp, startCproxy, startSproxy } from '../helpers/proxies.js';
-import { connectUser, echoTransfer, startEchoTarget } from '../helpers/targets.js';
+import { echoTransfer } from '../helpers/targets.js';
+import { startTunnel } from '../helpers/tunnel.js';
 
 const defer = useCleanup();
 
 describe('silent loss: packets dropped, no RST', () => {
   it('declares the link dead within the timeout and resumes the session intact once the path returns', async () => {
-    const target = await startEchoTarget();
-    defer(() => target.close());
-    const sproxy = await startSproxy(target.port);
-    defer(() => sproxy.proc.stop());
-    const cproxy = await startCproxy(sproxy.port);
-    defer(() => cproxy.proc.stop());
-    await cproxy.proc.waitForLog(isLinkUp);
-    const user = await connectUser(cproxy.port);
-    defer(() => user.socket.destroy());
+    const { target, sproxy, cproxy, connect } = await startTunnel(defer);
+    const user = await connect();
     const before = await echoTransfer(user.socket, 256 * 1024);
     expect(before.receivedHash).toBe(before.sentHash);
 
