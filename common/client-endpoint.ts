@@ -3,13 +3,14 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { resolveClientConfig, type ClientConfig } from './config.js';
-import { ClosedError, HandshakeError, ProtocolError, type EternalError } from './errors.js';
+import { AuthenticationError, ClosedError, HandshakeError, ProtocolError, type EternalError } from './errors.js';
 import { Link, type LinkHandler } from './link.js';
 import { describeError, silentLogger, type Logger } from './logger.js';
 import { Multiplexer, type ResumeSummary } from './multiplexer.js';
-import { CLIENT_ID_BYTES, LINK_SESSION_ID, PacketType } from './protocol/constants.js';
+import { CLIENT_ID_BYTES, GoAwayCode, LINK_SESSION_ID, PacketType, RESUME_TOKEN_BYTES } from './protocol/constants.js';
 import type { Frame } from './protocol/frame-decoder.js';
-import { decodeWelcome, encodeHello } from './protocol/messages.js';
+import { decodeReason, decodeWelcome, encodeHello } from './protocol/messages.js';
+import { isTlsSocket, tlsAuthenticationFailure } from './transport.js';
 import type { FinishReason, Session } from './session.js';
 
 /**
@@ -31,6 +32,8 @@ export interface ClientEndpointOptions {
   random?: () => number;
   /** Client identity; random by default. */
   clientId?: Buffer;
+  /** Proof that a resume comes from the client that opened the sessions; random by default. */
+  resumeToken?: Buffer;
 }
 
 /**
@@ -47,6 +50,8 @@ export interface ClientEndpointEvents {
   up: [info: { attempts: number; downMs: number | null; summary: ResumeSummary; knownClient: boolean }];
   /** The link went down. */
   down: [error: EternalError];
+  /** The server refused our credentials; sessions were closed. */
+  'auth-failed': [error: AuthenticationError];
   /** An attempt failed; the next is in `delayMs`. */
   retry: [info: { attempt: number; delayMs: number; error: string }];
   'session-finished': [session: Session, reason: FinishReason, detail: string];
@@ -58,6 +63,7 @@ export interface ClientEndpointEvents {
  */
 export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implements LinkHandler {
   readonly clientId: Buffer;
+  readonly #resumeToken: Buffer;
   readonly #dial: Dialer;
   readonly #serverName: string;
   readonly #config: ClientConfig;
@@ -77,6 +83,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   #failures = 0;
   #downSince: number | null = null;
   #knownClient = false;
+  #authenticationFailed = false;
   #everUp = false;
   /** When a lost link was last redialled at once (not after a backoff delay). */
   #lastImmediateRedialAt = Number.NEGATIVE_INFINITY;
@@ -90,6 +97,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
     this.clientId = options.clientId ?? randomBytes(CLIENT_ID_BYTES);
+    this.#resumeToken = options.resumeToken ?? randomBytes(RESUME_TOKEN_BYTES);
     this.#mux = new Multiplexer({
       role: 'client',
       config: this.#config,
@@ -114,10 +122,15 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     return this.#mux.sessionCount;
   }
 
+  /** The last attempt was refused for authentication; cleared when a link comes up. */
+  get authenticationFailed(): boolean {
+    return this.#authenticationFailed;
+  }
+
   /** A new session. It works at once: its bytes queue until the link is up. */
-  openSession(): Session {
+  openSession(target?: string): Session {
     if (this.#state === 'closed') throw new ClosedError('client endpoint is closed');
-    return this.#mux.openSession();
+    return this.#mux.openSession(target);
   }
 
   /**
@@ -148,6 +161,8 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       return;
     }
     this.#socket = socket;
+    // A TLS socket is usable once its handshake is done, not when TCP connects.
+    const readyEvent = isTlsSocket(socket) ? 'secureConnect' : 'connect';
     let settled = false;
     const onConnect = (): void => {
       if (settled) return;
@@ -160,18 +175,20 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       settled = true;
       cleanup();
       socket.destroy();
-      this.#scheduleRetry(error === undefined ? 'connection closed' : describeError(error));
+      const authError = error === undefined ? null : tlsAuthenticationFailure(error);
+      if (authError !== null) this.#onAuthenticationFailure(authError);
+      else this.#scheduleRetry(error === undefined ? 'connection closed' : describeError(error));
     };
     const onError = (error: Error): void => onFailure(error);
     const onClose = (): void => onFailure();
     const cleanup = (): void => {
       this.#connectTimer?.cancel();
       this.#connectTimer = null;
-      socket.off('connect', onConnect);
+      socket.off(readyEvent, onConnect);
       socket.off('error', onError);
       socket.off('close', onClose);
     };
-    socket.once('connect', onConnect);
+    socket.once(readyEvent, onConnect);
     socket.on('error', onError);
     socket.once('close', onClose);
     this.#connectTimer = this.#clock.setTimeout(
@@ -202,19 +219,21 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       () => link.fail(new HandshakeError(`no WELCOME within ${this.#config.deadAfterMs} ms`)),
       this.#config.deadAfterMs,
     );
-    link.writePacket(PacketType.Hello, LINK_SESSION_ID, 0, 0, encodeHello(this.clientId));
+    link.writePacket(PacketType.Hello, LINK_SESSION_ID, 0, 0, encodeHello(this.clientId, this.#resumeToken));
   }
 
   // LinkHandler while handshaking; the multiplexer takes over on WELCOME.
   onFrame(link: Link, frame: Frame): void {
     if (frame.header.type !== PacketType.Welcome) {
       if (frame.header.type === PacketType.GoAway) {
-        throw new HandshakeError(`server refused the link: ${frame.payload.toString('utf8')}`);
+        const reason = `sproxy refused the link: ${decodeReason(frame.payload)}`;
+        throw frame.header.ack === GoAwayCode.Authentication ? new AuthenticationError(reason) : new HandshakeError(reason);
       }
       throw new ProtocolError(`expected WELCOME, got ${PacketType[frame.header.type] ?? frame.header.type}`);
     }
     const welcome = decodeWelcome(frame.payload);
     this.#knownClient = welcome.knownClient;
+    this.#authenticationFailed = false;
     this.#handshakeTimer?.cancel();
     this.#setState('up');
     this.#mux.attach(link, welcome.knownClient);
@@ -245,10 +264,26 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       } else {
         this.#scheduleRetry(error.message);
       }
+    } else if (error instanceof AuthenticationError) {
+      this.#onAuthenticationFailure(error);
     } else {
       this.#scheduleRetry(error.message);
     }
   };
+
+  /**
+   * The server refused who we are. Nothing will change by waiting, so the sessions end now (their
+   * applications see a reset, not a hang), new ones are refused until a link comes up, and the
+   * redialling goes on slowly in case the configuration is fixed.
+   */
+  #onAuthenticationFailure(error: AuthenticationError): void {
+    this.#logger.error({ server: this.#serverName, reason: error.message }, 'authentication with sproxy failed');
+    this.#authenticationFailed = true;
+    this.emit('auth-failed', error);
+    this.#mux.loseAll(error.message);
+    this.#failures = Math.max(this.#failures, 30); // straight to the longest backoff step
+    this.#scheduleRetry(error.message);
+  }
 
   #onResumed(summary: ResumeSummary): void {
     if (!this.#knownClient && summary.lostSessions > 0) {

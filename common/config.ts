@@ -33,8 +33,15 @@ export interface ClientConfig extends EngineConfig {
   reconnectMaxDelayMs: number;
 }
 
-/** Server side: nothing beyond the engine's settings yet. */
-export type ServerConfig = EngineConfig;
+/** Server side: limits on what clients can make it hold. */
+export interface ServerConfig extends EngineConfig {
+  /** Connections that have not yet proved themselves (no HELLO yet) held at once; more are refused. */
+  maxPendingLinks: number;
+  /** Clients (client ids) held at once, connected or waiting to resume. */
+  maxClients: number;
+  /** Sessions one client may hold open at once. */
+  maxSessionsPerClient: number;
+}
 
 export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = {
   heartbeatIntervalMs: 1000,
@@ -54,7 +61,12 @@ export const DEFAULT_CLIENT_CONFIG: Readonly<ClientConfig> = {
   reconnectMaxDelayMs: 1000,
 };
 
-export const DEFAULT_SERVER_CONFIG: Readonly<ServerConfig> = DEFAULT_ENGINE_CONFIG;
+export const DEFAULT_SERVER_CONFIG: Readonly<ServerConfig> = {
+  ...DEFAULT_ENGINE_CONFIG,
+  maxPendingLinks: 128,
+  maxClients: 1024,
+  maxSessionsPerClient: 1024,
+};
 
 function requireInteger(name: string, value: number, min: number, max: number): void {
   if (!Number.isInteger(value) || value < min || value > max) {
@@ -92,6 +104,9 @@ export function resolveClientConfig(overrides: Partial<ClientConfig> = {}): Clie
 export function resolveServerConfig(overrides: Partial<ServerConfig> = {}): ServerConfig {
   const config = { ...DEFAULT_SERVER_CONFIG, ...definedOnly(overrides) };
   validateEngineConfig(config);
+  requireInteger('maxPendingLinks', config.maxPendingLinks, 1, 1_000_000);
+  requireInteger('maxClients', config.maxClients, 1, 1_000_000);
+  requireInteger('maxSessionsPerClient', config.maxSessionsPerClient, 1, 1_000_000);
   return config;
 }
 

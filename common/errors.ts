@@ -8,6 +8,8 @@ export type EternalErrorCode =
   | 'ETCP_ERR_BUFFER_LIMIT'
   | 'ETCP_ERR_PROTOCOL'
   | 'ETCP_ERR_HANDSHAKE'
+  | 'ETCP_ERR_AUTH'
+  | 'ETCP_ERR_LIMIT'
   | 'ETCP_ERR_LINK_DEAD'
   | 'ETCP_ERR_LINK_CLOSED'
   | 'ETCP_ERR_SESSION_RESET'
@@ -61,6 +63,20 @@ export class ProtocolError extends EternalError {
 export class HandshakeError extends EternalError {
   constructor(message: string) {
     super('ETCP_ERR_HANDSHAKE', message);
+  }
+}
+
+/** The peer could not prove who it is: a wrong shared secret, or a resume with the wrong token. */
+export class AuthenticationError extends EternalError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ETCP_ERR_AUTH', message, options);
+  }
+}
+
+/** A configured limit was reached (clients, sessions per client, unauthenticated connections). */
+export class LimitError extends EternalError {
+  constructor(message: string) {
+    super('ETCP_ERR_LIMIT', message);
   }
 }
 

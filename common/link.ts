@@ -1,7 +1,8 @@
 import type { Duplex } from 'node:stream';
 import type { Clock, TimerHandle } from './clock.js';
 import { EternalError, LinkClosedError, LinkDeadError, ProtocolError } from './errors.js';
-import { LINK_SESSION_ID, PacketType } from './protocol/constants.js';
+import { GoAwayCode, LINK_SESSION_ID, PacketType } from './protocol/constants.js';
+import { encodeReason } from './protocol/messages.js';
 import { FrameDecoder, type Frame } from './protocol/frame-decoder.js';
 import { encodeHeader } from './protocol/header.js';
 import { describeError } from './logger.js';
@@ -89,6 +90,11 @@ export class Link {
     return this.#state === 'up' && this.#socket.writableLength < this.#writeHighWaterBytes;
   }
 
+  /** Largest payload accepted from the next header on: small until the peer said HELLO. */
+  set maxPayloadBytes(bytes: number) {
+    this.#decoder.maxPayloadBytes = bytes;
+  }
+
   setHandler(handler: LinkHandler): void {
     this.#handler = handler;
   }
@@ -127,6 +133,17 @@ export class Link {
   /** Ends the link with `error` (idempotent). The down listeners report it. */
   fail(error: EternalError): void {
     this.#goDown(error);
+  }
+
+  /**
+   * Ends the link after telling the peer why, in a GOAWAY that must not be lost: the socket is
+   * ended (FIN) rather than reset, since a reset may discard what the peer has not read yet.
+   */
+  refuse(code: GoAwayCode, reason: string, error: EternalError): void {
+    if (this.#state !== 'up') return;
+    this.writePacket(PacketType.GoAway, LINK_SESSION_ID, 0, code, encodeReason(reason));
+    this.#socket.end();
+    this.#goDown(error, false);
   }
 
   #sendHeartbeat(): void {
@@ -182,7 +199,7 @@ export class Link {
     );
   };
 
-  #goDown(error: EternalError): void {
+  #goDown(error: EternalError, destroySocket = true): void {
     if (this.#state === 'down') return;
     this.#state = 'down';
     this.#heartbeatTimer.cancel();
@@ -190,7 +207,13 @@ export class Link {
     this.#socket.off('data', this.#onSocketData);
     this.#socket.off('drain', this.#onSocketDrain);
     // Keep an error listener: a late error from a destroyed socket must not crash the process.
-    this.#socket.destroy();
+    if (destroySocket) {
+      this.#socket.destroy();
+    } else {
+      // Ended gracefully: give the peer a moment to read, then let go of the socket regardless.
+      this.#clock.setTimeout(() => this.#socket.destroy(), this.#deadAfterMs);
+      this.#socket.resume();
+    }
     this.#handler = null;
     for (const listener of this.#downListeners.splice(0)) listener(this, error);
   }

@@ -1,19 +1,19 @@
 import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { EngineConfig } from './config.js';
-import { ProtocolError } from './errors.js';
+import { LimitError, ProtocolError } from './errors.js';
 import type { Link, LinkHandler } from './link.js';
 import type { Logger } from './logger.js';
 import { LINK_SESSION_ID, PacketType, UINT32_MAX } from './protocol/constants.js';
 import type { Frame } from './protocol/frame-decoder.js';
-import { decodeReason, encodeReason } from './protocol/messages.js';
+import { decodeOpenTarget, decodeReason, encodeOpenTarget, encodeReason } from './protocol/messages.js';
 import { seqAdd } from './protocol/seq.js';
 import { Session, type FinishReason, type SessionOwner } from './session.js';
 
 /** What the multiplexer tells its endpoint. */
 export interface MultiplexerEvents {
-  /** Server side: the peer opened a session. */
-  session: [session: Session];
+  /** Server side: the peer opened a session, asking for `target` ("host:port", or null: the default). */
+  session: [session: Session, target: string | null];
   /** A new link finished the resume exchange and carries the sessions again. */
   resumed: [summary: ResumeSummary];
   /** A session ended; `reason` says how. */
@@ -52,6 +52,8 @@ export interface MultiplexerOptions {
   copyWrites: boolean;
   /** First seq of a new session; random by default so that stale packets cannot line up. */
   initialSeq?: () => number;
+  /** Server side: sessions the peer may hold open at once; an OPEN beyond it is reset. */
+  maxSessions?: number;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -74,6 +76,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   readonly #logger: Logger;
   readonly #copyWrites: boolean;
   readonly #initialSeq: () => number;
+  readonly #maxSessions: number;
   readonly #sessions = new Map<number, Session>();
   /** Sessions with unsent packets, in round-robin order (a Set keeps insertion order). */
   readonly #ready = new Set<Session>();
@@ -96,6 +99,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#logger = options.logger;
     this.#copyWrites = options.copyWrites;
     this.#initialSeq = options.initialSeq ?? (() => randomInt(0, UINT32_MAX + 1));
+    this.#maxSessions = options.maxSessions ?? Number.POSITIVE_INFINITY;
   }
 
   get phase(): MultiplexerPhase {
@@ -114,8 +118,11 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     return this.#sessions.values();
   }
 
-  /** Client side: a new session, whose OPEN goes out on the current or next link. */
-  openSession(): Session {
+  /**
+   * Client side: a new session, whose OPEN goes out on the current or next link. `target`
+   * ("host:port") asks the server for a target other than its default.
+   */
+  openSession(target?: string): Session {
     let id = this.#nextSessionId;
     while (id === LINK_SESSION_ID || this.#sessions.has(id)) id = seqAdd(id, 1);
     this.#nextSessionId = seqAdd(id, 1);
@@ -123,7 +130,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     // OPEN's ack field announces the reverse direction's first seq; using the same number keeps
     // the packet self-describing (PROTOCOL.md §4).
     const session = this.#createSession(id, firstSeq, firstSeq);
-    session.queueOpen();
+    session.queueOpen(target === undefined ? undefined : encodeOpenTarget(target));
     return session;
   }
 
@@ -189,7 +196,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     }
     switch (type) {
       case PacketType.Open:
-        this.#onOpen(header.sessionId, header.seq, header.ack);
+        this.#onOpen(header.sessionId, header.seq, header.ack, payload);
         return;
       case PacketType.Data:
       case PacketType.Fin:
@@ -283,13 +290,21 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
 
   // ── Receiving ────────────────────────────────────────────────────────────
 
-  #onOpen(sessionId: number, seq: number, ack: number): void {
+  #onOpen(sessionId: number, seq: number, ack: number, payload: Buffer): void {
     if (this.#role !== 'server') throw new ProtocolError('OPEN sent to the client');
     if (sessionId === LINK_SESSION_ID) throw new ProtocolError('OPEN for session 0');
     if (this.#sessions.has(sessionId)) return; // a replayed OPEN of a session we already hold
+    const overLimit = this.#sessions.size >= this.#maxSessions;
     const session = this.#createSession(sessionId, ack, seqAdd(seq, 1));
     session.markOpenedByPeer();
-    this.emit('session', session);
+    if (overLimit) {
+      // Refused the way a target refuses: the peer's application sees its connection reset.
+      this.#logger.warn({ session: sessionId, limit: this.#maxSessions }, 'session refused: too many sessions for this client');
+      session.on('error', () => {});
+      session.destroy(new LimitError(`too many sessions for this client (limit ${this.#maxSessions})`));
+      return;
+    }
+    this.emit('session', session, decodeOpenTarget(payload));
   }
 
   #onSequenced(type: PacketType, sessionId: number, seq: number, ack: number, payload: Buffer): void {

@@ -2,13 +2,15 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { resolveServerConfig, type ServerConfig } from './config.js';
-import { ClosedError, HandshakeError, type EternalError } from './errors.js';
+import { timingSafeEqual } from 'node:crypto';
+import { AuthenticationError, ClosedError, HandshakeError, LimitError, type EternalError } from './errors.js';
 import { Link, type LinkHandler } from './link.js';
 import { silentLogger, type Logger } from './logger.js';
 import { Multiplexer, type ResumeSummary } from './multiplexer.js';
 import { LINK_SESSION_ID, PacketType } from './protocol/constants.js';
 import type { Frame } from './protocol/frame-decoder.js';
-import { decodeHello, encodeWelcome } from './protocol/messages.js';
+import { decodeHello, encodeWelcome, HELLO_PAYLOAD_BYTES } from './protocol/messages.js';
+import { GoAwayCode, MAX_PAYLOAD_BYTES } from './protocol/constants.js';
 import type { FinishReason, Session } from './session.js';
 
 export interface ServerEndpointOptions {
@@ -24,6 +26,8 @@ export interface SessionContext {
   clientId: string;
   /** Address of the link the session was opened on. */
   peer: string;
+  /** The target the client asked for ("host:port"), or null for the default. */
+  target: string | null;
 }
 
 export interface ServerEndpointEvents {
@@ -41,6 +45,8 @@ export interface ServerEndpointEvents {
 /** What the server keeps per client, across that client's links. */
 interface ClientRecord {
   readonly id: string;
+  /** The token of the client's first HELLO; a resume must present the same one. */
+  readonly resumeToken: Buffer;
   readonly mux: Multiplexer;
   link: Link | null;
   downSince: number | null;
@@ -89,6 +95,15 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
       socket.destroy();
       return;
     }
+    if (this.#pending.size >= this.#config.maxPendingLinks) {
+      socket.destroy();
+      this.emit('link-down', {
+        clientId: null,
+        peer,
+        error: new LimitError(`too many connections without HELLO (limit ${this.#config.maxPendingLinks})`),
+      });
+      return;
+    }
     const link = new Link({
       socket,
       clock: this.#clock,
@@ -98,6 +113,8 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
       peer,
     });
     this.#pending.add(link);
+    // Until it has said who it is, a peer may make us buffer no more than one HELLO.
+    link.maxPayloadBytes = HELLO_PAYLOAD_BYTES;
     // Heartbeats alone keep a link alive; without this, a peer that never says HELLO would hold
     // a pending link for ever.
     const handshakeTimer = this.#clock.setTimeout(() => {
@@ -128,12 +145,24 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
       throw new HandshakeError(`expected HELLO, got ${PacketType[frame.header.type] ?? frame.header.type}`);
     }
     const hello = decodeHello(frame.payload);
-    this.#pending.delete(link);
     const clientId = hello.clientId.toString('hex');
     let record = this.#clients.get(clientId);
     const knownClient = record !== undefined;
+    if (record !== undefined && !timingSafeEqual(record.resumeToken, hello.resumeToken)) {
+      // Knowing a client id is not enough to take over its sessions.
+      const reason = `resume of client ${clientId.slice(0, 8)} refused: wrong resume token`;
+      link.refuse(GoAwayCode.Authentication, reason, new AuthenticationError(reason));
+      return;
+    }
+    if (record === undefined && this.#clients.size >= this.#config.maxClients) {
+      const reason = `too many clients (limit ${this.#config.maxClients})`;
+      link.refuse(GoAwayCode.Limit, reason, new LimitError(reason));
+      return;
+    }
+    this.#pending.delete(link);
+    link.maxPayloadBytes = MAX_PAYLOAD_BYTES;
     if (record === undefined) {
-      record = this.#createClient(clientId);
+      record = this.#createClient(clientId, hello.resumeToken);
     } else if (record.link !== null) {
       // A resume from the same client replaces its old link at once: after roaming, the old one
       // may take seconds to be noticed dead, and nothing useful can travel on it any more.
@@ -154,11 +183,25 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
     record.mux.attach(link, true);
   }
 
-  #createClient(clientId: string): ClientRecord {
-    const mux = new Multiplexer({ role: 'server', config: this.#config, logger: this.#logger, copyWrites: this.#copyWrites });
-    const record: ClientRecord = { id: clientId, mux, link: null, downSince: null, expiryTimer: null, resumed: false };
-    const context = (): SessionContext => ({ clientId, peer: record.link?.peer ?? 'none' });
-    mux.on('session', (session) => this.emit('session', session, context()));
+  #createClient(clientId: string, resumeToken: Buffer): ClientRecord {
+    const mux = new Multiplexer({
+      role: 'server',
+      config: this.#config,
+      logger: this.#logger,
+      copyWrites: this.#copyWrites,
+      maxSessions: this.#config.maxSessionsPerClient,
+    });
+    const record: ClientRecord = {
+      id: clientId,
+      resumeToken,
+      mux,
+      link: null,
+      downSince: null,
+      expiryTimer: null,
+      resumed: false,
+    };
+    const context = (target: string | null = null): SessionContext => ({ clientId, peer: record.link?.peer ?? 'none', target });
+    mux.on('session', (session, target) => this.emit('session', session, context(target)));
     mux.on('session-finished', (session, reason, detail) => this.emit('session-finished', session, reason, detail, context()));
     mux.on('goaway', (reason) => this.#dropClient(record, `client closed: ${reason}`, false));
     mux.on('resumed', (summary) => {

@@ -151,8 +151,8 @@ export class Session extends Duplex {
    * Client side: queue the OPEN that creates the session at the peer. Its `ack` field announces the
    * first seq the peer will use (PROTOCOL.md §4), which equals our receiveSeq.
    */
-  queueOpen(): void {
-    this.#append(PacketType.Open, Buffer.alloc(0));
+  queueOpen(payload: Buffer = Buffer.alloc(0)): void {
+    this.#append(PacketType.Open, payload);
     this.#owner.sessionHasOutput(this);
   }
 

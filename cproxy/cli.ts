@@ -16,6 +16,8 @@ export const CPROXY_DEFAULT_SERVER: HostPort = { host: '127.0.0.1', port: 6200 }
 export interface CproxyOptions extends SharedCliOptions {
   listen: HostPort;
   server: HostPort;
+  /** The target to ask sproxy for (one of its --allow), or null for sproxy's default. */
+  target: HostPort | null;
   connectTimeoutMs: number;
 }
 
@@ -48,6 +50,11 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
         describe: `sproxy's address HOST:PORT (default ${formatHostPort(CPROXY_DEFAULT_SERVER)})`,
         requiresArg: true,
       })
+      .option('target', {
+        type: 'string',
+        describe: "ask sproxy to connect sessions to HOST:PORT (one of its --allow) instead of its default",
+        requiresArg: true,
+      })
       .option('connect-timeout', {
         type: 'string',
         default: '2000',
@@ -56,7 +63,7 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
       }),
   )
     .example('cproxy', 'listen on 127.0.0.1:5200, link to sproxy on 127.0.0.1:6200')
-    .example('cproxy --listen 5200 --server vps.example.net:6200', 'then: telnet localhost 5200')
+    .example('cproxy --server vps.example.net:6200 --secret-file ~/.eternal-tcp.secret', 'then: telnet localhost 5200')
     .example('cproxy 5200 vps.example.net 6200', 'the same, in the original programs\' form')
     .strict()
     .fail(failWithUsageError)
@@ -85,6 +92,7 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
     ...readSharedOptions(parsed),
     listen,
     server,
+    target: parsed.target === undefined ? null : parseHostPort(parsed.target, '--target'),
     connectTimeoutMs: parsePositiveInteger(parsed['connect-timeout'], 'connect-timeout'),
   };
 }

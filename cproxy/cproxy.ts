@@ -1,8 +1,9 @@
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { formatHostPort } from '../common/address.js';
 import { bridgeSocket } from '../common/bridge.js';
 import { ClientEndpoint } from '../common/client-endpoint.js';
 import { describeError, type Logger } from '../common/logger.js';
+import { dialLink } from '../common/transport.js';
 import type { CproxyOptions } from './cli.js';
 
 export interface RunningCproxy {
@@ -16,7 +17,7 @@ export interface RunningCproxy {
 export async function startCproxy(options: CproxyOptions, logger: Logger): Promise<RunningCproxy> {
   const serverName = formatHostPort(options.server);
   const endpoint = new ClientEndpoint({
-    dial: () => connect({ host: options.server.host, port: options.server.port, noDelay: true }),
+    dial: () => dialLink(options.server.host, options.server.port, options.secret),
     serverName,
     logger,
     // Socket chunks are fresh buffers that nobody writes to again: no need to copy them.
@@ -35,8 +36,19 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
     else logger.info(fields, 'session closed');
   });
 
+  if (options.secret === null) {
+    logger.warn({ server: serverName }, 'no shared secret: the link is neither encrypted nor authenticated');
+  }
+  const target = options.target === null ? undefined : formatHostPort(options.target);
   const server: Server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-    const session = endpoint.openSession();
+    if (endpoint.authenticationFailed) {
+      // Holding the connection would only make the application wait for a link that cannot come.
+      logger.warn({ from: `${socket.remoteAddress}:${socket.remotePort}` }, 'connection refused: authentication with sproxy is failing');
+      socket.on('error', () => {});
+      socket.resetAndDestroy();
+      return;
+    }
+    const session = endpoint.openSession(target);
     const from = `${socket.remoteAddress}:${socket.remotePort}`;
     logger.info({ session: session.id, from, link: endpoint.state }, 'session opened');
     userSockets.add(socket);

@@ -8,6 +8,7 @@ import { hideBin } from 'yargs/helpers';
 import { formatHostPort, parseHostPort } from '../common/address.js';
 import { failWithUsageError, parsePositiveInteger, runCli } from '../common/cli/shared.js';
 import { createLineService } from './line-service.js';
+import { createTemporarySecret } from './temporary-secret.js';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -44,8 +45,10 @@ runCli('demo', async () => {
   }
 
   const children: ChildProcess[] = [];
+  // The link is keyed by a fresh random secret, as a real deployment's would be.
+  const secret = createTemporarySecret();
   const start = (name: 'cproxy' | 'sproxy', argv: string[]): void => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'bin', `${name}.js`), ...argv, '--log-format', 'pretty'], {
+    const child = spawn(process.execPath, [join(REPO_ROOT, 'bin', `${name}.js`), ...argv, '--secret-file', secret.file, '--log-format', 'pretty'], {
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     child.on('exit', (code, signal) => {

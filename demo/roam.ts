@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { failWithUsageError, parsePositiveInteger, runCli, UsageError } from '../common/cli/shared.js';
+import { createTemporarySecret } from './temporary-secret.js';
 import { TwoHostNetwork } from './two-hosts.js';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -52,8 +53,10 @@ runCli('demo:roam', async () => {
     run(network.server, [process.execPath, join(REPO_ROOT, 'dist', 'demo', 'line-service-main.js'), String(LINE_SERVICE_PORT)]);
   }
   const bin = (name: string): string => join(REPO_ROOT, 'bin', `${name}.js`);
-  run(network.server, [process.execPath, bin('sproxy'), '--listen', `${TwoHostNetwork.SERVER_ADDRESS}:6200`, '--target', `127.0.0.1:${targetPort}`, '--log-format', 'pretty']);
-  run(network.client, [process.execPath, bin('cproxy'), '--listen', '127.0.0.1:5200', '--server', `${TwoHostNetwork.SERVER_ADDRESS}:6200`, '--log-format', 'pretty']);
+  const secret = createTemporarySecret();
+  const common = ['--secret-file', secret.file, '--log-format', 'pretty'];
+  run(network.server, [process.execPath, bin('sproxy'), '--listen', `${TwoHostNetwork.SERVER_ADDRESS}:6200`, '--target', `127.0.0.1:${targetPort}`, ...common]);
+  run(network.client, [process.execPath, bin('cproxy'), '--listen', '127.0.0.1:5200', '--server', `${TwoHostNetwork.SERVER_ADDRESS}:6200`, ...common]);
 
   process.stdout.write(
     [

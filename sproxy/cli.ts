@@ -4,6 +4,7 @@ import {
   addSharedOptions,
   failWithUsageError,
   packageVersion,
+  parsePositiveInteger,
   readSharedOptions,
   UsageError,
   type SharedCliOptions,
@@ -15,6 +16,11 @@ export const SPROXY_DEFAULT_TARGET: HostPort = { host: '127.0.0.1', port: 23 };
 export interface SproxyOptions extends SharedCliOptions {
   listen: HostPort;
   target: HostPort;
+  /** Targets a client may ask for besides the default one, as "host:port". */
+  allowedTargets: HostPort[];
+  maxUnauthenticated: number;
+  maxClients: number;
+  maxSessionsPerClient: number;
 }
 
 /** Parses sproxy's command line; throws UsageError/ConfigError with a one-line reason. */
@@ -42,11 +48,35 @@ export function parseSproxyArgs(args: string[]): SproxyOptions {
         type: 'string',
         describe: `connect each session to HOST:PORT (default ${formatHostPort(SPROXY_DEFAULT_TARGET)})`,
         requiresArg: true,
+      })
+      .option('allow', {
+        type: 'string',
+        array: true,
+        describe: 'also let clients ask for HOST:PORT (cproxy --target); repeatable',
+        requiresArg: true,
+      })
+      .option('insecure', {
+        type: 'boolean',
+        default: false,
+        describe: 'allow a plain, unauthenticated link on a non-loopback address',
+      })
+      .option('max-unauthenticated', {
+        type: 'string',
+        default: '128',
+        describe: 'connections that have not yet authenticated, at most; more are refused',
+        requiresArg: true,
+      })
+      .option('max-clients', { type: 'string', default: '1024', describe: 'clients held at once, at most', requiresArg: true })
+      .option('max-sessions-per-client', {
+        type: 'string',
+        default: '1024',
+        describe: 'sessions one client may hold open at once',
+        requiresArg: true,
       }),
   )
-    .example('sproxy', 'listen on 0.0.0.0:6200, sessions go to the telnetd on 127.0.0.1:23')
-    .example('sproxy --listen 6200 --target 127.0.0.1:22', 'carry ssh instead')
-    .example('sproxy 6200', 'the original programs\' form')
+    .example('sproxy --secret-file /etc/eternal-tcp.secret', 'listen on 0.0.0.0:6200, sessions go to the telnetd on 127.0.0.1:23')
+    .example('sproxy --secret-file /etc/eternal-tcp.secret --target 127.0.0.1:22', 'carry ssh instead')
+    .example('sproxy 6200 --insecure', 'the original programs\' form, with their plain link')
     .strict()
     .fail(failWithUsageError)
     .version(packageVersion())
@@ -64,5 +94,25 @@ export function parseSproxyArgs(args: string[]): SproxyOptions {
     listen = parseHostPort(parsed.listen, '--listen', SPROXY_DEFAULT_LISTEN.host, true);
   }
   const target = parsed.target === undefined ? SPROXY_DEFAULT_TARGET : parseHostPort(parsed.target, '--target');
-  return { ...readSharedOptions(parsed), listen, target };
+  const shared = readSharedOptions(parsed);
+  if (shared.secret === null && !parsed.insecure && !isLoopback(listen.host)) {
+    throw new UsageError(
+      `refusing to listen on ${formatHostPort(listen)} without a shared secret: anyone who reaches it could open ` +
+        'sessions to the target and read them; give --secret-file FILE, or --insecure to accept that',
+    );
+  }
+  return {
+    ...shared,
+    listen,
+    target,
+    allowedTargets: (parsed.allow ?? []).map((text) => parseHostPort(String(text), '--allow')),
+    maxUnauthenticated: parsePositiveInteger(parsed['max-unauthenticated'], 'max-unauthenticated', 1, 1_000_000),
+    maxClients: parsePositiveInteger(parsed['max-clients'], 'max-clients', 1, 1_000_000),
+    maxSessionsPerClient: parsePositiveInteger(parsed['max-sessions-per-client'], 'max-sessions-per-client', 1, 1_000_000),
+  };
+}
+
+/** Loopback addresses reach only this machine: a plain link there exposes nothing. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }

@@ -1,8 +1,9 @@
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { formatHostPort, type HostPort } from '../common/address.js';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { formatHostPort, parseHostPort, type HostPort } from '../common/address.js';
 import { bridgeSocket } from '../common/bridge.js';
 import { describeError, type Logger } from '../common/logger.js';
 import { ServerEndpoint } from '../common/server-endpoint.js';
+import { createLinkServer } from '../common/transport.js';
 import type { SessionContext } from '../common/server-endpoint.js';
 import type { Session } from '../common/session.js';
 import type { SproxyOptions } from './cli.js';
@@ -26,13 +27,27 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       deadAfterMs: options.deadAfterMs,
       resumeWindowMs: options.resumeWindowMs,
+      maxPendingLinks: options.maxUnauthenticated,
+      maxClients: options.maxClients,
+      maxSessionsPerClient: options.maxSessionsPerClient,
     },
   });
   const targetSockets = new Set<Socket>();
   const linkSockets = new Set<Socket>();
+  /** TCP connections still in their TLS handshake: unauthenticated, like links awaiting HELLO. */
+  const handshaking = new Set<Socket>();
+  const allowed = new Set([options.target, ...options.allowedTargets].map(formatHostPort));
+  const refusals = new ThrottledLog(logger, 'connection refused: too many unauthenticated connections');
 
   endpoint.on('session', (session, context) => {
-    const target = connectTarget(session, context, options.target, logger);
+    const targetName = context.target ?? formatHostPort(options.target);
+    if (!allowed.has(targetName)) {
+      logger.warn({ client: short(context.clientId), session: session.id, target: targetName }, 'session refused: target not allowed');
+      session.on('error', () => {});
+      session.destroy(new Error(`target ${targetName} is not allowed by sproxy (see its --allow)`));
+      return;
+    }
+    const target = connectTarget(session, context, parseHostPort(targetName, 'target'), logger);
     targetSockets.add(target);
     target.on('close', () => targetSockets.delete(target));
   });
@@ -48,18 +63,35 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
   endpoint.on('link-down', ({ clientId, peer, error }) => {
     const fields = { client: clientId === null ? null : short(clientId), peer, code: error.code, reason: error.message };
     // Before the handshake, a failure is somebody who does not speak the protocol: say so loudly.
-    if (clientId === null) logger.warn(fields, 'connection rejected');
+    if (error.code === 'ETCP_ERR_AUTH') logger.warn(fields, 'authentication failed');
+    else if (error.code === 'ETCP_ERR_LIMIT' && clientId === null) refusals.note(fields);
+    else if (clientId === null) logger.warn(fields, 'connection rejected');
     else logger.warn(fields, 'link down');
   });
   endpoint.on('client-expired', ({ clientId, sessions }) => {
     logger.warn({ client: short(clientId), sessions }, 'client did not come back within the resume window');
   });
 
-  const server: Server = createServer({ noDelay: true }, (socket) => {
-    const peer = formatHostPort({ host: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 });
-    linkSockets.add(socket);
-    socket.on('close', () => linkSockets.delete(socket));
-    endpoint.handleConnection(socket, peer);
+  const server = createLinkServer(options.secret, options.deadAfterMs, {
+    onConnection: (socket, peer) => {
+      if (handshaking.size + endpoint.pendingLinkCount >= options.maxUnauthenticated) {
+        refusals.note({ peer, limit: options.maxUnauthenticated });
+        return false;
+      }
+      linkSockets.add(socket);
+      socket.once('close', () => {
+        linkSockets.delete(socket);
+        handshaking.delete(socket);
+      });
+      if (options.secret !== null) handshaking.add(socket);
+      return true;
+    },
+    onLink: (socket, peer, tcp) => {
+      // Authenticated by TLS; the endpoint counts it as unauthenticated only until its HELLO.
+      handshaking.delete(tcp);
+      endpoint.handleConnection(socket, peer);
+    },
+    onAuthFailure: (peer, reason) => logger.warn({ peer, code: 'ETCP_ERR_AUTH', reason }, 'authentication failed'),
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -129,4 +161,28 @@ function connectTarget(session: Session, context: SessionContext, target: HostPo
 /** Client ids are 32 hex digits; the first 8 tell clients apart in a log. */
 function short(clientId: string): string {
   return clientId.slice(0, 8);
+}
+
+/** Logs an event that a flood could repeat thousands of times: at most once a second, with a count. */
+class ThrottledLog {
+  readonly #logger: Logger;
+  readonly #message: string;
+  #lastAt = 0;
+  #suppressed = 0;
+
+  constructor(logger: Logger, message: string) {
+    this.#logger = logger;
+    this.#message = message;
+  }
+
+  note(fields: Record<string, unknown>): void {
+    const now = Date.now();
+    if (now - this.#lastAt < 1000) {
+      this.#suppressed++;
+      return;
+    }
+    this.#logger.warn({ ...fields, suppressedSinceLast: this.#suppressed }, this.#message);
+    this.#lastAt = now;
+    this.#suppressed = 0;
+  }
 }

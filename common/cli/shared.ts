@@ -3,10 +3,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv } from 'yargs';
 import { ConfigError } from '../errors.js';
+import { validateSecret } from '../transport.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../log-setup.js';
 
 /** Flags that cproxy and sproxy share, with their defaults (DESIGN.md "Defaults"). */
 export interface SharedCliOptions {
+  /** The shared secret that keys the TLS link, or null for a plain (insecure) link. */
+  secret: Buffer | null;
   heartbeatIntervalMs: number;
   deadAfterMs: number;
   resumeWindowMs: number;
@@ -16,6 +19,13 @@ export interface SharedCliOptions {
 
 export function addSharedOptions<T>(argv: Argv<T>) {
   return argv
+    .option('secret-file', {
+      type: 'string',
+      describe:
+        'encrypt and authenticate the link with the secret in FILE (the same on both sides; ' +
+        'or set ETERNAL_TCP_SECRET_FILE, or ETERNAL_TCP_SECRET to the secret itself)',
+      requiresArg: true,
+    })
     .option('heartbeat-interval', {
       type: 'string',
       default: '1000',
@@ -51,6 +61,26 @@ export function parsePositiveInteger(text: string | number, flag: string, min = 
   return value;
 }
 
+/**
+ * The shared secret: --secret-file, else ETERNAL_TCP_SECRET_FILE, else ETERNAL_TCP_SECRET.
+ * Surrounding white space (a trailing newline above all) is not part of it.
+ */
+export function readSecret(secretFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Buffer | null {
+  const file = secretFile ?? env['ETERNAL_TCP_SECRET_FILE'];
+  if (file !== undefined && file !== '') {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new ConfigError(`cannot read the secret file ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    }
+    return validateSecret(Buffer.from(text.trim(), 'utf8'), file);
+  }
+  const inline = env['ETERNAL_TCP_SECRET'];
+  if (inline !== undefined && inline !== '') return validateSecret(Buffer.from(inline.trim(), 'utf8'), 'ETERNAL_TCP_SECRET');
+  return null;
+}
+
 export function readSharedOptions(args: Record<string, unknown>): SharedCliOptions {
   const heartbeatIntervalMs = parsePositiveInteger(args['heartbeat-interval'] as string, 'heartbeat-interval', 10);
   const deadAfterMs = parsePositiveInteger(args['dead-after'] as string, 'dead-after', 20);
@@ -58,6 +88,7 @@ export function readSharedOptions(args: Record<string, unknown>): SharedCliOptio
     throw new ConfigError(`--dead-after (${deadAfterMs}) must be longer than --heartbeat-interval (${heartbeatIntervalMs})`);
   }
   return {
+    secret: readSecret(args['secret-file'] as string | undefined),
     heartbeatIntervalMs,
     deadAfterMs,
     resumeWindowMs: parsePositiveInteger(args['resume-window'] as string, 'resume-window', 1, 2_147_483) * 1000,

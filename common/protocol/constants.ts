@@ -33,6 +33,12 @@ export const PROTOCOL_VERSION = 1;
 export const CLIENT_ID_BYTES = 16;
 
 /**
+ * Length of the client's random resume token, carried in HELLO after the id (§3). The server
+ * binds it to the id at the first HELLO; only a HELLO with the same token resumes that client.
+ */
+export const RESUME_TOKEN_BYTES = 32;
+
+/**
  * Packet types (§2). 0 and 1 keep the seed's meaning of its `is_heartbeat` field; the rest are
  * control types of this protocol.
  */
@@ -63,6 +69,16 @@ export enum PacketType {
 
 /** One more than the largest defined packet type: anything at or above it is unknown. */
 export const PACKET_TYPE_LIMIT = PacketType.GoAway + 1;
+
+/** Why a GOAWAY was sent, in its `ack` field (§2): lets the client tell a refusal it must act on. */
+export enum GoAwayCode {
+  /** Shutting down, or any other reason. */
+  Closing = 0,
+  /** The peer failed to authenticate: no or wrong shared secret, or a resume with the wrong token. */
+  Authentication = 1,
+  /** A limit was reached (clients, connections); trying again later may work. */
+  Limit = 2,
+}
 
 /** WELCOME flag bit: the server still holds this client's sessions (§3). */
 export const WELCOME_FLAG_KNOWN_CLIENT = 0x1;

@@ -22,7 +22,7 @@ const EMPTY = Buffer.alloc(0);
  * decoder must be discarded together with its link.
  */
 export class FrameDecoder {
-  readonly #maxPayloadBytes: number;
+  #maxPayloadBytes: number;
   readonly #chunks: Buffer[] = [];
   #bufferedBytes = 0;
   /** Header of the frame whose payload is being awaited, or null while awaiting a header. */
@@ -35,6 +35,15 @@ export class FrameDecoder {
   /** Bytes received but not yet returned as part of a frame (at most one incomplete frame). */
   get bufferedBytes(): number {
     return this.#bufferedBytes;
+  }
+
+  get maxPayloadBytes(): number {
+    return this.#maxPayloadBytes;
+  }
+
+  /** Changes the largest payload accepted from the next header on (e.g. once a peer is authenticated). */
+  set maxPayloadBytes(bytes: number) {
+    this.#maxPayloadBytes = bytes;
   }
 
   /** The most this decoder ever holds between calls: one header plus one maximal payload. */

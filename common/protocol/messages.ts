@@ -1,10 +1,18 @@
-import { HandshakeError } from '../errors.js';
-import { CLIENT_ID_BYTES, FIELD_SIZE, MAX_REASON_BYTES, PROTOCOL_VERSION, WELCOME_FLAG_KNOWN_CLIENT } from './constants.js';
+import { HandshakeError, ProtocolError } from '../errors.js';
+import {
+  CLIENT_ID_BYTES,
+  FIELD_SIZE,
+  MAX_REASON_BYTES,
+  PROTOCOL_VERSION,
+  RESUME_TOKEN_BYTES,
+  WELCOME_FLAG_KNOWN_CLIENT,
+} from './constants.js';
 
-/** HELLO payload (§3): protocol version, then the client's random identity. */
+/** HELLO payload (§3): protocol version, the client's random identity, its resume token. */
 export interface Hello {
   version: number;
   clientId: Buffer;
+  resumeToken: Buffer;
 }
 
 /** WELCOME payload (§3): protocol version, then flags. */
@@ -14,14 +22,16 @@ export interface Welcome {
   knownClient: boolean;
 }
 
-export const HELLO_PAYLOAD_BYTES = FIELD_SIZE + CLIENT_ID_BYTES;
+export const HELLO_PAYLOAD_BYTES = FIELD_SIZE + CLIENT_ID_BYTES + RESUME_TOKEN_BYTES;
 export const WELCOME_PAYLOAD_BYTES = FIELD_SIZE + FIELD_SIZE;
 
-export function encodeHello(clientId: Buffer): Buffer {
+export function encodeHello(clientId: Buffer, resumeToken: Buffer): Buffer {
   if (clientId.length !== CLIENT_ID_BYTES) throw new RangeError(`client id must be ${CLIENT_ID_BYTES} bytes`);
+  if (resumeToken.length !== RESUME_TOKEN_BYTES) throw new RangeError(`resume token must be ${RESUME_TOKEN_BYTES} bytes`);
   const payload = Buffer.allocUnsafe(HELLO_PAYLOAD_BYTES);
   payload.writeUInt32BE(PROTOCOL_VERSION, 0);
   clientId.copy(payload, FIELD_SIZE);
+  resumeToken.copy(payload, FIELD_SIZE + CLIENT_ID_BYTES);
   return payload;
 }
 
@@ -31,8 +41,13 @@ export function decodeHello(payload: Buffer): Hello {
   }
   const version = payload.readUInt32BE(0);
   if (version !== PROTOCOL_VERSION) throw new HandshakeError(`unsupported protocol version ${version}`);
-  // Copy: the payload may be a view into a socket chunk, and the id outlives it.
-  return { version, clientId: Buffer.from(payload.subarray(FIELD_SIZE)) };
+  // Copy: the payload may be a view into a socket chunk, and the id and token outlive it.
+  const tokenOffset = FIELD_SIZE + CLIENT_ID_BYTES;
+  return {
+    version,
+    clientId: Buffer.from(payload.subarray(FIELD_SIZE, tokenOffset)),
+    resumeToken: Buffer.from(payload.subarray(tokenOffset)),
+  };
 }
 
 export function encodeWelcome(knownClient: boolean): Buffer {
@@ -64,4 +79,20 @@ export function encodeReason(reason: string): Buffer {
 
 export function decodeReason(payload: Buffer): string {
   return payload.subarray(0, MAX_REASON_BYTES).toString('utf8');
+}
+
+/** Longest target an OPEN may name ("host:port"), in bytes. */
+export const MAX_OPEN_TARGET_BYTES = 261; // a 255-byte DNS name, a colon, five digits
+
+/** OPEN payload (§4.2): empty for the server's default target, else the UTF-8 "host:port" asked for. */
+export function encodeOpenTarget(target: string): Buffer {
+  const bytes = Buffer.from(target, 'utf8');
+  if (bytes.length > MAX_OPEN_TARGET_BYTES) throw new RangeError(`target must be at most ${MAX_OPEN_TARGET_BYTES} bytes`);
+  return bytes;
+}
+
+export function decodeOpenTarget(payload: Buffer): string | null {
+  if (payload.length === 0) return null;
+  if (payload.length > MAX_OPEN_TARGET_BYTES) throw new ProtocolError(`OPEN target of ${payload.length} bytes`);
+  return payload.toString('utf8');
 }

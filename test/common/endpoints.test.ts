@@ -304,7 +304,7 @@ describe('endpoints: sessions over a link', () => {
     const fromServer = new Received(atClient);
     atClient.end('hello from the client');
     const atServer = await rig.serverSession(0);
-    expect(rig.contexts[0]).toEqual({ clientId: rig.client.clientId.toString('hex'), peer: 'memory-1' });
+    expect(rig.contexts[0]).toEqual({ clientId: rig.client.clientId.toString('hex'), peer: 'memory-1', target: null });
     const fromClient = new Received(atServer);
     await fromClient.ended;
     expect(fromClient.text).toBe('hello from the client');

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseCproxyArgs } from '../../cproxy/cli.js';
 import { parseSproxyArgs } from '../../sproxy/cli.js';
 import { REPO_ROOT } from '../helpers/proxies.js';
@@ -21,6 +21,10 @@ function serviceCommands(): Map<string, string[]> {
   return commands;
 }
 
+afterEach(() => {
+  vi.unstubAllEnvs();
+});
+
 describe('docker-compose.yml (validated here; no Docker engine runs on our machines)', () => {
   it('is a valid compose file', () => {
     // Throws, failing the test, if docker-compose rejects the file.
@@ -28,6 +32,8 @@ describe('docker-compose.yml (validated here; no Docker engine runs on our machi
   });
 
   it('runs cproxy and sproxy with flags they accept, wired to each other and to the telnetd', () => {
+    // Both get the link's secret from the environment, as the file passes it through.
+    vi.stubEnv('ETERNAL_TCP_SECRET', 'a test secret of enough length');
     const commands = serviceCommands();
     const cproxy = commands.get('cproxy');
     const sproxy = commands.get('sproxy');
@@ -38,5 +44,7 @@ describe('docker-compose.yml (validated here; no Docker engine runs on our machi
     expect(cproxyOptions.server).toEqual({ host: 'sproxy', port: sproxyOptions.listen.port });
     expect(sproxyOptions.target).toEqual({ host: 'telnetd', port: 23 });
     expect(commands.get('telnetd')?.join(' ')).toContain('/usr/sbin/telnetd -h -E /bin/sh');
+    expect(sproxyOptions.secret?.toString()).toBe('a test secret of enough length');
+    expect(readFileSync(composeFile, 'utf8').match(/environment: \[ETERNAL_TCP_SECRET\]/g)).toHaveLength(2);
   });
 });

@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { startCproxy, startSproxy, type ProxyProcess } from '../helpers/proxies.js';
+import { createTemporarySecret } from '../../demo/temporary-secret.js';
 import { TwoHosts } from './topology.js';
 
 export const LINK_PORT = 6200;
@@ -30,8 +31,11 @@ export async function startPair(hosts: TwoHosts, targetPort: number, extra: stri
     void relays;
     return { mode: 'plain' };
   }
-  const sproxy = await startSproxy(targetPort, extra, `${TwoHosts.SERVER_ADDRESS}:${LINK_PORT}`, hosts.prefix(hosts.server));
-  const cproxy = await startCproxy(`${TwoHosts.SERVER_ADDRESS}:${LINK_PORT}`, extra, `127.0.0.1:${USER_PORT}`, hosts.prefix(hosts.client));
+  // The link is keyed by a shared secret, as sproxy requires off loopback.
+  const secret = createTemporarySecret();
+  const args = ['--secret-file', secret.file, ...extra];
+  const sproxy = await startSproxy(targetPort, args, `${TwoHosts.SERVER_ADDRESS}:${LINK_PORT}`, hosts.prefix(hosts.server));
+  const cproxy = await startCproxy(`${TwoHosts.SERVER_ADDRESS}:${LINK_PORT}`, args, `127.0.0.1:${USER_PORT}`, hosts.prefix(hosts.client));
   await cproxy.proc.waitForLog((line) => line.msg.startsWith('link up'));
   return { mode: 'eternal', cproxy: cproxy.proc, sproxy: sproxy.proc };
 }

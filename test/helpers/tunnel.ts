@@ -12,17 +12,25 @@ export interface Tunnel {
 
 export type Defer = (cleanup: () => unknown) => void;
 
-export async function startTunnel(
-  defer: Defer,
-  options: { target?: TargetServer; sproxyArgs?: string[]; cproxyArgs?: string[] } = {},
-): Promise<Tunnel> {
+export interface TunnelOptions {
+  target?: TargetServer;
+  sproxyArgs?: string[];
+  cproxyArgs?: string[];
+  /** Puts something in the link's path: given sproxy's port, returns the port cproxy should dial. */
+  via?: (sproxyPort: number) => Promise<number>;
+  /** Wait for the link to come up (default); false where it is not meant to. */
+  waitForLink?: boolean;
+}
+
+export async function startTunnel(defer: Defer, options: TunnelOptions = {}): Promise<Tunnel> {
   const target = options.target ?? (await startEchoTarget());
   defer(() => target.close());
   const sproxy = await startSproxy(target.port, options.sproxyArgs);
   defer(() => sproxy.proc.stop());
-  const cproxy = await startCproxy(sproxy.port, options.cproxyArgs);
+  const serverPort = options.via === undefined ? sproxy.port : await options.via(sproxy.port);
+  const cproxy = await startCproxy(serverPort, options.cproxyArgs);
   defer(() => cproxy.proc.stop());
-  await cproxy.proc.waitForLog(isLinkUp);
+  if (options.waitForLink !== false) await cproxy.proc.waitForLog(isLinkUp);
   return {
     target,
     sproxy,

@@ -1,11 +1,18 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { UsageError } from '../../common/cli/shared.js';
 import { ConfigError } from '../../common/errors.js';
 import { parseSproxyArgs } from '../../sproxy/cli.js';
 
+afterEach(() => {
+  vi.unstubAllEnvs();
+});
+
 describe('sproxy command line', () => {
   it('defaults to 0.0.0.0:6200 and the telnetd on 127.0.0.1:23', () => {
-    const options = parseSproxyArgs([]);
+    const options = parseSproxyArgs(['--insecure']);
     expect(options.listen).toEqual({ host: '0.0.0.0', port: 6200 });
     expect(options.target).toEqual({ host: '127.0.0.1', port: 23 });
     expect(options.resumeWindowMs).toBe(86_400_000);
@@ -16,13 +23,58 @@ describe('sproxy command line', () => {
       host: '127.0.0.1',
       port: 22,
     });
-    expect(parseSproxyArgs(['6201']).listen).toEqual({ host: '0.0.0.0', port: 6201 });
+    expect(parseSproxyArgs(['6201', '--insecure']).listen).toEqual({ host: '0.0.0.0', port: 6201 });
+  });
+
+  it('refuses a plain link on a non-loopback address, and says why', () => {
+    vi.stubEnv('ETERNAL_TCP_SECRET', '');
+    vi.stubEnv('ETERNAL_TCP_SECRET_FILE', '');
+    expect(() => parseSproxyArgs([])).toThrow(
+      'refusing to listen on 0.0.0.0:6200 without a shared secret: anyone who reaches it could open sessions to the ' +
+        'target and read them; give --secret-file FILE, or --insecure to accept that',
+    );
+    expect(() => parseSproxyArgs(['--listen', '10.1.2.3:6200'])).toThrow(UsageError);
+    // Loopback reaches only this machine: no secret needed there.
+    expect(parseSproxyArgs(['--listen', '127.0.0.1:6200']).secret).toBeNull();
+    expect(parseSproxyArgs(['--listen', '[::1]:6200']).secret).toBeNull();
+  });
+
+  it('reads the secret from --secret-file, ETERNAL_TCP_SECRET_FILE or ETERNAL_TCP_SECRET, without the newline', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'etcp-secret-'));
+    try {
+      const file = join(dir, 'secret');
+      writeFileSync(file, 'correct horse battery staple\n');
+      expect(parseSproxyArgs(['--secret-file', file]).secret?.toString()).toBe('correct horse battery staple');
+      vi.stubEnv('ETERNAL_TCP_SECRET_FILE', file);
+      expect(parseSproxyArgs([]).secret?.toString()).toBe('correct horse battery staple');
+      vi.stubEnv('ETERNAL_TCP_SECRET_FILE', '');
+      vi.stubEnv('ETERNAL_TCP_SECRET', 'another secret of enough length');
+      expect(parseSproxyArgs([]).secret?.toString()).toBe('another secret of enough length');
+      writeFileSync(file, 'short\n');
+      expect(() => parseSproxyArgs(['--secret-file', file])).toThrow(`the secret from ${file} is 5 bytes; at least 16 are needed`);
+      expect(() => parseSproxyArgs(['--secret-file', join(dir, 'missing')])).toThrow(
+        `cannot read the secret file ${join(dir, 'missing')}: ENOENT`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('takes --allow (repeatable) and the limits', () => {
+    const options = parseSproxyArgs([
+      '--listen', '127.0.0.1:6200', '--allow', '127.0.0.1:22', '--allow', 'db.internal:5432',
+      '--max-unauthenticated', '10', '--max-clients', '20', '--max-sessions-per-client', '30',
+    ]);
+    expect(options.allowedTargets).toEqual([{ host: '127.0.0.1', port: 22 }, { host: 'db.internal', port: 5432 }]);
+    expect([options.maxUnauthenticated, options.maxClients, options.maxSessionsPerClient]).toEqual([10, 20, 30]);
   });
 
   it.each([
     [['--target', '22'], ConfigError, '--target: "22" must be HOST:PORT'],
+    [['--allow', 'nohost', '--insecure'], ConfigError, '--allow: "nohost" must be HOST:PORT'],
     [['6201', '--listen', '6202'], UsageError, 'give either LPORT or --listen, not both'],
     [['6201', '6202'], UsageError, 'Unknown argument: 6202'],
+    [['--max-clients', '0', '--insecure'], ConfigError, '--max-clients must be a whole number from 1 to 1000000, got "0"'],
     [['--resume-window', '0'], ConfigError, '--resume-window must be a whole number from 1 to 2147483, got "0"'],
   ])('rejects %j with a one-line reason', (args, errorClass, message) => {
     let caught: unknown;

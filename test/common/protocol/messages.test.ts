@@ -1,12 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { HandshakeError } from '../../../common/errors.js';
-import { CLIENT_ID_BYTES, MAX_REASON_BYTES, PROTOCOL_VERSION } from '../../../common/protocol/constants.js';
+import { CLIENT_ID_BYTES, MAX_REASON_BYTES, PROTOCOL_VERSION, RESUME_TOKEN_BYTES } from '../../../common/protocol/constants.js';
 import {
   decodeHello,
+  decodeOpenTarget,
   decodeReason,
   decodeWelcome,
   encodeHello,
+  encodeOpenTarget,
   encodeReason,
   encodeWelcome,
   HELLO_PAYLOAD_BYTES,
@@ -26,48 +28,58 @@ function expectHandshakeError(fn: () => unknown, message: string): void {
 }
 
 const CLIENT_ID = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+const TOKEN = Buffer.from('f0e1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff', 'hex');
 
 describe('HELLO', () => {
   it('matches its golden bytes', () => {
-    expect(HELLO_PAYLOAD_BYTES).toBe(20);
-    expect(encodeHello(CLIENT_ID).toString('hex')).toBe(
+    expect(HELLO_PAYLOAD_BYTES).toBe(52);
+    expect(encodeHello(CLIENT_ID, TOKEN).toString('hex')).toBe(
       [
         '00000001', // protocol version 1
         '00112233445566778899aabbccddeeff', // 16-byte client id
+        'f0e1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff', // 32-byte resume token
       ].join(''),
     );
   });
 
-  it('round-trips any client id', () => {
+  it('round-trips any client id and resume token', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: CLIENT_ID_BYTES, maxLength: CLIENT_ID_BYTES }), (bytes) => {
-        const clientId = Buffer.from(bytes);
-        const decoded = decodeHello(encodeHello(clientId));
-        expect(decoded.version).toBe(PROTOCOL_VERSION);
-        expect(decoded.clientId.equals(clientId)).toBe(true);
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: CLIENT_ID_BYTES, maxLength: CLIENT_ID_BYTES }),
+        fc.uint8Array({ minLength: RESUME_TOKEN_BYTES, maxLength: RESUME_TOKEN_BYTES }),
+        (idBytes, tokenBytes) => {
+          const clientId = Buffer.from(idBytes);
+          const resumeToken = Buffer.from(tokenBytes);
+          const decoded = decodeHello(encodeHello(clientId, resumeToken));
+          expect(decoded.version).toBe(PROTOCOL_VERSION);
+          expect(decoded.clientId.equals(clientId)).toBe(true);
+          expect(decoded.resumeToken.equals(resumeToken)).toBe(true);
+        },
+      ),
       { numRuns: 200 },
     );
   });
 
   it('copies the client id out of the payload (the payload may be a view into a socket chunk)', () => {
-    const payload = encodeHello(CLIENT_ID);
-    const { clientId } = decodeHello(payload);
+    const payload = encodeHello(CLIENT_ID, TOKEN);
+    const { clientId, resumeToken } = decodeHello(payload);
     payload.fill(0);
     expect(clientId.equals(CLIENT_ID)).toBe(true);
+    expect(resumeToken.equals(TOKEN)).toBe(true);
   });
 
   it('refuses to encode a client id of the wrong size', () => {
-    expect(() => encodeHello(Buffer.alloc(15))).toThrow(RangeError);
-    expect(() => encodeHello(Buffer.alloc(17))).toThrow(`client id must be ${CLIENT_ID_BYTES} bytes`);
+    expect(() => encodeHello(Buffer.alloc(15), TOKEN)).toThrow(RangeError);
+    expect(() => encodeHello(Buffer.alloc(17), TOKEN)).toThrow(`client id must be ${CLIENT_ID_BYTES} bytes`);
+    expect(() => encodeHello(CLIENT_ID, Buffer.alloc(31))).toThrow(`resume token must be ${RESUME_TOKEN_BYTES} bytes`);
   });
 
-  it.each([0, 1, 19, 21, 64])('rejects a %d-byte payload with HandshakeError', (length) => {
-    expectHandshakeError(() => decodeHello(Buffer.alloc(length)), `HELLO payload must be 20 bytes, got ${length}`);
+  it.each([0, 1, 20, 51, 53, 64])('rejects a %d-byte payload with HandshakeError', (length) => {
+    expectHandshakeError(() => decodeHello(Buffer.alloc(length)), `HELLO payload must be 52 bytes, got ${length}`);
   });
 
   it.each([0, 2, 0xffffffff])('rejects protocol version %d with HandshakeError', (version) => {
-    const payload = encodeHello(CLIENT_ID);
+    const payload = encodeHello(CLIENT_ID, TOKEN);
     payload.writeUInt32BE(version, 0);
     expectHandshakeError(() => decodeHello(payload), `unsupported protocol version ${version}`);
   });
@@ -176,5 +188,17 @@ describe('encodeReason / decodeReason', () => {
 
   it('decodeReason reads at most MAX_REASON_BYTES', () => {
     expect(decodeReason(Buffer.from('b'.repeat(600))).length).toBe(MAX_REASON_BYTES);
+  });
+});
+
+describe('OPEN target', () => {
+  it('is empty for the default target and UTF-8 "host:port" otherwise', () => {
+    expect(decodeOpenTarget(Buffer.alloc(0))).toBeNull();
+    expect(decodeOpenTarget(encodeOpenTarget('127.0.0.1:22'))).toBe('127.0.0.1:22');
+  });
+
+  it('is bounded in length', () => {
+    expect(() => encodeOpenTarget('x'.repeat(262))).toThrow(RangeError);
+    expect(() => decodeOpenTarget(Buffer.alloc(262, 0x61))).toThrow('OPEN target of 262 bytes');
   });
 });
