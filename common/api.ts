@@ -1,15 +1,18 @@
 import { EventEmitter } from 'node:events';
-import { connect as netConnect, createServer as netCreateServer, type AddressInfo, type Server } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import type { Clock } from './clock.js';
 import { ClientEndpoint } from './client-endpoint.js';
 import type { ClientConfig, ServerConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { ServerEndpoint, type SessionContext } from './server-endpoint.js';
 import type { Session } from './session.js';
+import { createLinkServer, dialLink, validateSecret } from './transport.js';
 
 export interface ConnectOptions {
   host: string;
   port: number;
+  /** Shared secret (at least 16 bytes): the link becomes TLS-PSK, as with cproxy --secret-file. */
+  secret?: Buffer;
   config?: Partial<ClientConfig>;
   logger?: Logger;
   clock?: Clock;
@@ -23,7 +26,7 @@ export interface ConnectOptions {
  */
 export function connect(options: ConnectOptions): Session {
   const endpoint = new ClientEndpoint({
-    dial: () => netConnect({ host: options.host, port: options.port, noDelay: true }),
+    dial: () => dialLink(options.host, options.port, options.secret === undefined ? null : validateSecret(options.secret, 'options.secret')),
     serverName: `${options.host}:${options.port}`,
     ...(options.config === undefined ? {} : { config: options.config }),
     ...(options.logger === undefined ? {} : { logger: options.logger }),
@@ -52,6 +55,8 @@ export function connect(options: ConnectOptions): Session {
 }
 
 export interface EternalServerOptions {
+  /** Shared secret: links must be TLS-PSK with the same one (see connect's `secret`). */
+  secret?: Buffer;
   config?: Partial<ServerConfig>;
   logger?: Logger;
   clock?: Clock;
@@ -60,6 +65,8 @@ export interface EternalServerOptions {
 export interface EternalServerEvents {
   /** A client opened a stream. */
   connection: [stream: Session, context: SessionContext];
+  /** A connection failed to authenticate (wrong or no secret). */
+  'auth-failure': [peer: string, reason: string];
 }
 
 /**
@@ -72,11 +79,18 @@ export class EternalServer extends EventEmitter<EternalServerEvents> {
 
   constructor(options: EternalServerOptions = {}) {
     super();
-    this.endpoint = new ServerEndpoint({ ...options, copyWrites: true });
+    const { secret, ...endpointOptions } = options;
+    this.endpoint = new ServerEndpoint({ ...endpointOptions, copyWrites: true });
     this.endpoint.on('session', (session, context) => this.emit('connection', session, context));
-    this.#server = netCreateServer({ noDelay: true }, (socket) => {
-      this.endpoint.handleConnection(socket, `${socket.remoteAddress}:${socket.remotePort}`);
-    });
+    this.#server = createLinkServer(
+      secret === undefined ? null : validateSecret(secret, 'options.secret'),
+      this.endpoint.config.deadAfterMs,
+      {
+        onConnection: () => true, // the endpoint bounds connections that have not said HELLO
+        onLink: (socket, peer) => this.endpoint.handleConnection(socket, peer),
+        onAuthFailure: (peer, reason) => this.emit('auth-failure', peer, reason),
+      },
+    );
   }
 
   /** Listens on `port` (0: any free port) and resolves with the address. */

@@ -57,4 +57,30 @@ describe('the library: connect() and createServer()', () => {
     expect(digest(received)).toBe(digest(sent));
     await closed;
   });
+
+  it('with a shared secret: streams flow over TLS-PSK, and a wrong secret is refused', async () => {
+    const secret = Buffer.from('library test secret, long enough');
+    const server = createServer({ secret }, (stream) => {
+      stream.on('error', () => {}); // closing the server ends the stream with an error
+      stream.pipe(stream);
+    });
+    defer(() => server.close());
+    const failures: string[] = [];
+    server.on('auth-failure', (peer) => failures.push(peer));
+    const { port } = await server.listen(0);
+
+    const good = connect({ host: '127.0.0.1', port, secret });
+    defer(() => good.destroy());
+    const echoed = once(good, 'data');
+    good.write('over tls');
+    expect(String((await echoed)[0])).toBe('over tls');
+
+    const bad = connect({ host: '127.0.0.1', port, secret: Buffer.from('a different secret, long enough') });
+    const error = once(bad, 'error');
+    bad.write('never delivered');
+    const [reason] = (await error) as [Error & { code?: string }];
+    expect(reason.code).toBe('ETCP_ERR_SESSION_LOST');
+    expect(reason.message).toContain('TLS authentication with sproxy failed');
+    expect(failures).toHaveLength(1);
+  });
 });
