@@ -6,6 +6,7 @@ import type { ClientConfig, ServerConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { ServerEndpoint, type SessionContext } from './server-endpoint.js';
 import type { Session } from './session.js';
+import { listenOn } from './listen.js';
 import { createLinkServer, dialLink, validateSecret } from './transport.js';
 
 export interface ConnectOptions {
@@ -95,13 +96,7 @@ export class EternalServer extends EventEmitter<EternalServerEvents> {
 
   /** Listens on `port` (0: any free port) and resolves with the address. */
   listen(port: number, host = '127.0.0.1'): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', reject);
-        resolve(this.#server.address() as AddressInfo);
-      });
-    });
+    return listenOn(this.#server, { host, port });
   }
 
   /** Stops listening and ends every stream (its clients are told). */

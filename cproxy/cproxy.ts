@@ -2,6 +2,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { formatHostPort } from '../common/address.js';
 import { bridgeSocket } from '../common/bridge.js';
 import { ClientEndpoint } from '../common/client-endpoint.js';
+import { listenOn } from '../common/listen.js';
 import { describeError, type Logger } from '../common/logger.js';
 import { dialLink } from '../common/transport.js';
 import type { CproxyOptions } from './cli.js';
@@ -55,19 +56,12 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
     socket.on('close', () => userSockets.delete(socket));
     bridgeSocket(socket, session, logger, { session: session.id });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.listen.port, options.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  }).catch((error: unknown) => {
+  const address = await listenOn(server, options.listen).catch((error: unknown) => {
     endpoint.close('cproxy could not listen');
     throw error;
   });
   // Failing to listen is fatal (the caller says why); later errors are logged and survived.
   server.on('error', (error) => logger.error({ reason: describeError(error) }, 'listener error'));
-  const address = server.address() as AddressInfo;
   logger.info(
     { listen: formatHostPort({ host: address.address, port: address.port }), server: serverName },
     'cproxy listening; sessions go to sproxy',

@@ -1,6 +1,7 @@
 import { connect, type AddressInfo, type Socket } from 'node:net';
-import { formatHostPort, parseHostPort, type HostPort } from '../common/address.js';
+import { formatHostPort, type HostPort } from '../common/address.js';
 import { bridgeSocket } from '../common/bridge.js';
+import { listenOn } from '../common/listen.js';
 import { describeError, type Logger } from '../common/logger.js';
 import { ServerEndpoint } from '../common/server-endpoint.js';
 import { createLinkServer } from '../common/transport.js';
@@ -36,20 +37,21 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
   const linkSockets = new Set<Socket>();
   /** TCP connections still in their TLS handshake: unauthenticated, like links awaiting HELLO. */
   const handshaking = new Set<Socket>();
-  const allowed = new Set([options.target, ...options.allowedTargets].map(formatHostPort));
+  const allowed = new Map([options.target, ...options.allowedTargets].map((target) => [formatHostPort(target), target]));
   const refusals = new ThrottledLog(logger, 'connection refused: too many unauthenticated connections');
 
   endpoint.on('session', (session, context) => {
     const targetName = context.target ?? formatHostPort(options.target);
-    if (!allowed.has(targetName)) {
+    const target = allowed.get(targetName);
+    if (target === undefined) {
       logger.warn({ client: short(context.clientId), session: session.id, target: targetName }, 'session refused: target not allowed');
       session.on('error', () => {});
       session.destroy(new Error(`target ${targetName} is not allowed by sproxy (see its --allow)`));
       return;
     }
-    const target = connectTarget(session, context, parseHostPort(targetName, 'target'), logger);
-    targetSockets.add(target);
-    target.on('close', () => targetSockets.delete(target));
+    const socket = connectTarget(session, context, target, logger);
+    targetSockets.add(socket);
+    socket.on('close', () => targetSockets.delete(socket));
   });
   endpoint.on('session-finished', (session, reason, detail, context) => {
     logger.info({ client: short(context.clientId), session: session.id, reason, detail }, 'session closed');
@@ -93,16 +95,9 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
     },
     onAuthFailure: (peer, reason) => logger.warn({ peer, code: 'ETCP_ERR_AUTH', reason }, 'authentication failed'),
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.listen.port, options.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const address = await listenOn(server, options.listen);
   // Failing to listen is fatal (the caller says why); later errors are logged and survived.
   server.on('error', (error) => logger.error({ reason: describeError(error) }, 'listener error'));
-  const address = server.address() as AddressInfo;
   logger.info(
     { listen: formatHostPort({ host: address.address, port: address.port }), target: formatHostPort(options.target) },
     'sproxy listening; sessions go to the target',
