@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { resolveClientConfig, type ClientConfig } from './config.js';
 import { AuthenticationError, ClosedError, HandshakeError, ProtocolError, type EternalError } from './errors.js';
-import { Link, type LinkHandler } from './link.js';
+import { createLink, type Link, type LinkHandler } from './link.js';
 import { describeError, silentLogger, type Logger } from './logger.js';
 import { Multiplexer, type ResumeSummary } from './multiplexer.js';
 import { CLIENT_ID_BYTES, GoAwayCode, LINK_SESSION_ID, PacketType, RESUME_TOKEN_BYTES } from './protocol/constants.js';
@@ -203,14 +203,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       return;
     }
     this.#setState('handshaking');
-    const link = new Link({
-      socket,
-      clock: this.#clock,
-      heartbeatIntervalMs: this.#config.heartbeatIntervalMs,
-      deadAfterMs: this.#config.deadAfterMs,
-      writeHighWaterBytes: this.#config.linkWriteHighWaterBytes,
-      peer: this.#serverName,
-    });
+    const link = createLink(socket, this.#serverName, this.#config, this.#clock);
     this.#link = link;
     link.setHandler(this);
     link.onDown(this.#onLinkDown);

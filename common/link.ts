@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { Clock, TimerHandle } from './clock.js';
+import type { EngineConfig } from './config.js';
 import { EternalError, LinkClosedError, LinkDeadError, ProtocolError } from './errors.js';
 import { GoAwayCode, LINK_SESSION_ID, PacketType } from './protocol/constants.js';
 import { encodeReason } from './protocol/messages.js';
@@ -29,6 +30,18 @@ export interface LinkOptions {
 }
 
 export type LinkState = 'up' | 'down';
+
+/** A link over `socket` timed by the engine's configuration. */
+export function createLink(socket: Duplex, peer: string, config: EngineConfig, clock: Clock): Link {
+  return new Link({
+    socket,
+    clock,
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    deadAfterMs: config.deadAfterMs,
+    writeHighWaterBytes: config.linkWriteHighWaterBytes,
+    peer,
+  });
+}
 
 const HEARTBEAT_HEADER = encodeHeader({
   type: PacketType.Heartbeat,

@@ -4,7 +4,7 @@ import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { resolveServerConfig, type ServerConfig } from './config.js';
 import { timingSafeEqual } from 'node:crypto';
 import { AuthenticationError, ClosedError, HandshakeError, LimitError, type EternalError } from './errors.js';
-import { Link, type LinkHandler } from './link.js';
+import { createLink, type Link, type LinkHandler } from './link.js';
 import { silentLogger, type Logger } from './logger.js';
 import { Multiplexer, type ResumeSummary } from './multiplexer.js';
 import { LINK_SESSION_ID, PacketType } from './protocol/constants.js';
@@ -104,14 +104,7 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
       });
       return;
     }
-    const link = new Link({
-      socket,
-      clock: this.#clock,
-      heartbeatIntervalMs: this.#config.heartbeatIntervalMs,
-      deadAfterMs: this.#config.deadAfterMs,
-      writeHighWaterBytes: this.#config.linkWriteHighWaterBytes,
-      peer,
-    });
+    const link = createLink(socket, peer, this.#config, this.#clock);
     this.#pending.add(link);
     // Until it has said who it is, a peer may make us buffer no more than one HELLO.
     link.maxPayloadBytes = HELLO_PAYLOAD_BYTES;
