@@ -170,14 +170,14 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       cleanup();
       this.#startHandshake(socket);
     };
-    const onFailure = (error?: Error): void => {
+    const onFailure = (error?: Error, timedOut = false): void => {
       if (settled) return;
       settled = true;
       cleanup();
       socket.destroy();
       const authError = error === undefined ? null : tlsAuthenticationFailure(error);
       if (authError !== null) this.#onAuthenticationFailure(authError);
-      else this.#scheduleRetry(error === undefined ? 'connection closed' : describeError(error));
+      else this.#scheduleRetry(error === undefined ? 'connection closed' : describeError(error), timedOut);
     };
     const onError = (error: Error): void => onFailure(error);
     const onClose = (): void => onFailure();
@@ -192,7 +192,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     socket.on('error', onError);
     socket.once('close', onClose);
     this.#connectTimer = this.#clock.setTimeout(
-      () => onFailure(new Error(`connect timed out after ${this.#config.connectTimeoutMs} ms`)),
+      () => onFailure(new Error(`connect timed out after ${this.#config.connectTimeoutMs} ms`), true),
       this.#config.connectTimeoutMs,
     );
   }
@@ -306,7 +306,13 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.emit('up', { attempts, downMs, summary, knownClient: this.#knownClient });
   }
 
-  #scheduleRetry(reason: string): void {
+  /**
+   * `paced`: the attempt timed out, so it already waited; the next goes at once. A silently
+   * dropped path shows as timeouts, and a SYN every connect timeout (the kernel resends the first
+   * after 1 s within it) finds the path about a second after it returns, where a backoff on top
+   * would add up to its maximum again.
+   */
+  #scheduleRetry(reason: string, paced = false): void {
     if (this.#state === 'closed') return;
     this.#failures++;
     this.#downSince ??= this.#clock.now();
@@ -317,7 +323,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       this.#config.reconnectMaxDelayMs,
       this.#config.reconnectBaseDelayMs * 2 ** Math.min(this.#failures - 1, 30),
     );
-    const delayMs = Math.round(step * (0.5 + this.#random() * 0.5));
+    const delayMs = paced ? 0 : Math.round(step * (0.5 + this.#random() * 0.5));
     this.#logger.info(
       { server: this.#serverName, attempt: this.#failures, retryInMs: delayMs, reason },
       'connect attempt failed',

@@ -544,16 +544,18 @@ describe('endpoints: reconnect', () => {
     expect(rig.retries).toHaveLength(1);
   });
 
-  it('abandons a connect attempt after connectTimeoutMs', async () => {
+  it('abandons a connect attempt after connectTimeoutMs and, the wait being done, tries again at once', async () => {
     const rig = Rig.memory({ mode: 'hang', client: { connectTimeoutMs: 2000 }, random: () => 0 });
     await rig.clock.advance(1999);
     expect(rig.retries).toEqual([]);
     expect(rig.client.state).toBe('connecting');
     await rig.clock.advance(1);
-    expect(rig.retries).toEqual([{ attempt: 1, delayMs: 50, error: 'connect timed out after 2000 ms' }]);
+    expect(rig.retries).toEqual([{ attempt: 1, delayMs: 0, error: 'connect timed out after 2000 ms' }]);
+    // The second attempt went out at once, into the path that still swallows everything.
+    expect(rig.client.state).toBe('connecting');
     rig.mode = 'accept';
     await rig.advanceUntil(() => rig.ups.length === 1);
-    expect(rig.ups[0]?.attempts).toBe(2);
+    expect(rig.ups[0]?.attempts).toBe(3);
   });
 
   it.each([
