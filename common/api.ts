@@ -84,10 +84,15 @@ export class EternalServer extends EventEmitter<EternalServerEvents> {
     this.endpoint = new ServerEndpoint({ ...endpointOptions, copyWrites: true });
     this.endpoint.on('session', (session, context) => this.emit('connection', session, context));
     this.#server = createLinkServer(
-      secret === undefined ? null : validateSecret(secret, 'options.secret'),
-      this.endpoint.config.deadAfterMs,
       {
-        onConnection: () => true, // the endpoint bounds connections that have not said HELLO
+        secret: secret === undefined ? null : validateSecret(secret, 'options.secret'),
+        handshakeTimeoutMs: this.endpoint.config.deadAfterMs,
+        maxUnauthenticated: this.endpoint.config.maxPendingLinks,
+        pendingAfterHandshake: () => this.endpoint.pendingLinkCount,
+      },
+      {
+        onConnection: () => true,
+        onLimit: () => {},
         onLink: (socket, peer) => this.endpoint.handleConnection(socket, peer),
         onAuthFailure: (peer, reason) => this.emit('auth-failure', peer, reason),
       },

@@ -13,6 +13,9 @@ import { decodeReason, decodeWelcome, encodeHello } from './protocol/messages.js
 import { isTlsSocket, tlsAuthenticationFailure } from './transport.js';
 import type { FinishReason, Session } from './session.js';
 
+/** Authentication failures in a row after which the sessions are given up (see #onAuthenticationFailure). */
+const AUTHENTICATION_FAILURES_TO_GIVE_UP = 3;
+
 /**
  * Opens one transport connection to the server. It must emit 'connect' once connected, or
  * 'error'/'close' on failure, like `net.connect` (the default) or `tls.connect`.
@@ -84,6 +87,8 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   #downSince: number | null = null;
   #knownClient = false;
   #authenticationFailed = false;
+  /** Authentication failures in a row, since the last link that came up. */
+  #authenticationFailures = 0;
   #everUp = false;
   /** When a lost link was last redialled at once (not after a backoff delay). */
   #lastImmediateRedialAt = Number.NEGATIVE_INFINITY;
@@ -227,6 +232,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     const welcome = decodeWelcome(frame.payload);
     this.#knownClient = welcome.knownClient;
     this.#authenticationFailed = false;
+    this.#authenticationFailures = 0;
     this.#handshakeTimer?.cancel();
     this.#setState('up');
     this.#mux.attach(link, welcome.knownClient);
@@ -270,6 +276,17 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
    * redialling goes on slowly in case the configuration is fixed.
    */
   #onAuthenticationFailure(error: AuthenticationError): void {
+    // An attacker on the path can inject one failure; a wrong secret fails every time. Only a run
+    // of them ends the sessions, which still happens within a fraction of a second.
+    this.#authenticationFailures++;
+    if (this.#authenticationFailures < AUTHENTICATION_FAILURES_TO_GIVE_UP) {
+      this.#logger.warn(
+        { server: this.#serverName, reason: error.message, failures: this.#authenticationFailures },
+        'authentication with sproxy failed; trying again',
+      );
+      this.#scheduleRetry(error.message);
+      return;
+    }
     this.#logger.error({ server: this.#serverName, reason: error.message }, 'authentication with sproxy failed');
     this.#authenticationFailed = true;
     this.emit('auth-failed', error);

@@ -123,6 +123,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
    * ("host:port") asks the server for a target other than its default.
    */
   openSession(target?: string): Session {
+    const openPayload = target === undefined ? undefined : encodeOpenTarget(target); // throws before any state changes
     let id = this.#nextSessionId;
     while (id === LINK_SESSION_ID || this.#sessions.has(id)) id = seqAdd(id, 1);
     this.#nextSessionId = seqAdd(id, 1);
@@ -130,7 +131,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     // OPEN's ack field announces the reverse direction's first seq; using the same number keeps
     // the packet self-describing (PROTOCOL.md §4).
     const session = this.#createSession(id, firstSeq, firstSeq);
-    session.queueOpen(target === undefined ? undefined : encodeOpenTarget(target));
+    session.queueOpen(openPayload);
     return session;
   }
 

@@ -18,12 +18,22 @@ import { encodeReason } from './protocol/messages.js';
 export const LINK_CIPHERS = 'ECDHE-PSK-CHACHA20-POLY1305';
 /** PSK identity sent in the clear during the handshake: names the protocol and key derivation, nothing secret. */
 export const PSK_IDENTITY = 'eternal-tcp/1';
-/** Shortest secret accepted, in bytes: short passphrases are guessable offline from a recorded handshake. */
+/**
+ * Shortest secret accepted, in bytes. Whoever poses once as sproxy to a cproxy can then test
+ * guesses of the secret offline, so a short or guessable one is weak (docs/SECURITY.md).
+ */
 export const MIN_SECRET_BYTES = 16;
 
-const TLS_VERSION = 'TLSv1.2'; // Node supports TLS-PSK in TLS 1.2 only
+/**
+ * TLS 1.2: with ECDHE-PSK a passive eavesdropper learns nothing to test guesses against, and
+ * Node's PSK callbacks are built around it (docs/SECURITY.md, "The choice").
+ */
+const TLS_VERSION = 'TLSv1.2';
 
-/** The TLS PSK: the secret stretched and bound to this use by HKDF-SHA256. */
+/**
+ * The TLS PSK: HKDF-SHA256 binds the secret to this use. It adds no work factor: the secret's own
+ * randomness is what protects it.
+ */
 export function derivePsk(secret: Buffer): Buffer {
   return Buffer.from(hkdfSync('sha256', secret, 'eternal-tcp link psk', 'tls12-psk-v1', 32));
 }
@@ -59,10 +69,23 @@ export function isTlsSocket(socket: Duplex): socket is TLSSocket {
   return (socket as Partial<TLSSocket>).encrypted === true;
 }
 
-/** A dial that failed in the TLS handshake itself: the shared secrets differ (or one side has none). */
+/**
+ * TLS errors that mean the two sides do not share the key: the peer could not decrypt our
+ * Finished message, or knew no key for our identity. Other TLS errors (an HTTP captive portal, a
+ * plain server) are not read as a wrong secret.
+ */
+const KEY_MISMATCH_CODES = new Set([
+  'ERR_SSL_SSLV3_ALERT_BAD_RECORD_MAC',
+  'ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC',
+  'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE',
+  'ERR_SSL_TLSV1_ALERT_DECRYPT_ERROR',
+  'ERR_SSL_TLSV1_ALERT_UNKNOWN_PSK_IDENTITY',
+]);
+
+/** A dial that failed because the shared secrets differ (or sproxy has one and we do not). */
 export function tlsAuthenticationFailure(error: Error): AuthenticationError | null {
   const code = (error as NodeJS.ErrnoException).code ?? '';
-  if (!code.startsWith('ERR_SSL')) return null;
+  if (!KEY_MISMATCH_CODES.has(code)) return null;
   return new AuthenticationError(
     `TLS authentication with sproxy failed (is the same shared secret given to both?): ${describeError(error)}`,
     { cause: error },
@@ -77,11 +100,21 @@ export interface LinkServerHandlers {
   onLink(socket: Duplex, peer: string, tcp: Socket): void;
   /** A connection failed to authenticate (TLS handshake failure or timeout, or no TLS at all). */
   onAuthFailure(peer: string, reason: string): void;
-  /**
-   * A TCP connection arrived, before any handshake. Return false to refuse it at once (the
-   * caller's limit on unauthenticated connections).
-   */
+  /** A TCP connection arrived, before any handshake. Return false to refuse it at once. */
   onConnection(socket: Socket, peer: string): boolean;
+  /** A connection was refused because `maxUnauthenticated` were already waiting. */
+  onLimit(peer: string, limit: number): void;
+}
+
+export interface LinkServerOptions {
+  secret: Buffer | null;
+  handshakeTimeoutMs: number;
+  /**
+   * Connections not yet authenticated held at once: those in their TLS handshake plus
+   * `pendingAfterHandshake()` (the endpoint's links that have not said HELLO). More are refused.
+   */
+  maxUnauthenticated: number;
+  pendingAfterHandshake: () => number;
 }
 
 /** First byte of every TLS connection: a handshake record. */
@@ -91,56 +124,83 @@ const TLS_HANDSHAKE_RECORD = 0x16;
  * The server side of dialLink. With a secret, each connection must open with a TLS handshake that
  * completes within `handshakeTimeoutMs`; a peer that speaks the plain protocol instead is told why
  * it is refused, in a plain GOAWAY, so that its user sees the reason rather than a bare reset.
+ * Without a secret, a peer that opens with TLS is told nothing (it could not read it) but logged.
  */
-export function createLinkServer(secret: Buffer | null, handshakeTimeoutMs: number, handlers: LinkServerHandlers): Server {
+export function createLinkServer(options: LinkServerOptions, handlers: LinkServerHandlers): Server {
   const peerOf = (socket: Socket): string =>
     socket.remoteAddress?.includes(':') === true ? `[${socket.remoteAddress}]:${socket.remotePort}` : `${socket.remoteAddress}:${socket.remotePort}`;
-  const psk = secret === null ? null : derivePsk(secret);
+  const psk = options.secret === null ? null : derivePsk(options.secret);
   const secureContext = createSecureContext({ ciphers: LINK_CIPHERS, minVersion: TLS_VERSION, maxVersion: TLS_VERSION });
+  /** TCP connections whose first bytes or TLS handshake are still awaited. */
+  const handshaking = new Set<Socket>();
   return netCreateServer({ noDelay: true }, (socket) => {
     const peer = peerOf(socket);
+    if (handshaking.size + options.pendingAfterHandshake() >= options.maxUnauthenticated) {
+      handlers.onLimit(peer, options.maxUnauthenticated);
+      socket.destroy();
+      return;
+    }
     if (!handlers.onConnection(socket, peer)) {
       socket.destroy();
       return;
     }
-    if (psk === null) {
-      handlers.onLink(socket, peer, socket);
-      return;
-    }
-    const timer = setTimeout(() => {
-      handlers.onAuthFailure(peer, `no TLS handshake within ${handshakeTimeoutMs} ms`);
-      socket.destroy();
-    }, handshakeTimeoutMs);
-    socket.on('error', () => {}); // reported through the TLS socket or the timer
-    socket.once('close', () => clearTimeout(timer));
+    handshaking.add(socket);
+    const refuse = (reason: string, goAway: Buffer | null): void => {
+      handlers.onAuthFailure(peer, reason);
+      if (goAway === null) {
+        socket.destroy();
+        return;
+      }
+      // End gracefully so that the GOAWAY is read, but never hold the socket past a moment.
+      socket.end(goAway);
+      socket.resume();
+      setTimeout(() => socket.destroy(), Math.min(1000, options.handshakeTimeoutMs)).unref();
+    };
+    const timer = setTimeout(() => refuse(`no ${psk === null ? 'HELLO' : 'TLS handshake'} within ${options.handshakeTimeoutMs} ms`, null), options.handshakeTimeoutMs);
+    socket.on('error', () => {}); // reported through the TLS socket, the link or the timer
+    socket.once('close', () => {
+      clearTimeout(timer);
+      handshaking.delete(socket);
+    });
+    const handOver = (linkSocket: Duplex): void => {
+      clearTimeout(timer);
+      handshaking.delete(socket);
+      handlers.onLink(linkSocket, peer, socket);
+    };
     socket.once('readable', () => {
       const first = socket.read(1) as Buffer | null;
       if (first === null) return;
       socket.unshift(first);
-      if (first[0] !== TLS_HANDSHAKE_RECORD) {
+      const speaksTls = first[0] === TLS_HANDSHAKE_RECORD;
+      if (psk === null) {
+        if (speaksTls) refuse('spoke TLS: this sproxy has no shared secret (give it the same --secret-file as cproxy)', null);
+        else handOver(socket);
+        return;
+      }
+      if (!speaksTls) {
         clearTimeout(timer);
-        handlers.onAuthFailure(peer, 'spoke the plain protocol; this sproxy requires TLS with the shared secret');
-        socket.end(plainGoAway(GoAwayCode.Authentication, 'sproxy requires TLS with a shared secret: give cproxy the same --secret-file'));
+        refuse(
+          'spoke the plain protocol; this sproxy requires TLS with the shared secret',
+          plainGoAway(GoAwayCode.Authentication, 'sproxy requires TLS with a shared secret: give cproxy the same --secret-file'),
+        );
         return;
       }
       // Node takes pskCallback here as in tls.createServer; @types/node does not list it.
-      const options: TLSSocketOptions & { pskCallback: (socket: TLSSocket, identity: string) => Buffer | null } = {
+      const tlsOptions: TLSSocketOptions & { pskCallback: (socket: TLSSocket, identity: string) => Buffer | null } = {
         isServer: true,
         secureContext,
         pskCallback: (_socket, identity) => (identity === PSK_IDENTITY ? psk : null),
       };
-      const tlsSocket = new TLSSocket(socket, options);
+      const tlsSocket = new TLSSocket(socket, tlsOptions);
       let authenticated = false;
       tlsSocket.once('secure', () => {
         authenticated = true;
-        clearTimeout(timer);
-        handlers.onLink(tlsSocket, peer, socket);
+        handOver(tlsSocket);
       });
       tlsSocket.on('error', (error) => {
         if (authenticated) return; // the link reports its own errors
         clearTimeout(timer);
-        handlers.onAuthFailure(peer, describeError(error));
-        tlsSocket.destroy();
+        refuse(describeError(error), null);
       });
     });
   });

@@ -1,5 +1,7 @@
 import yargs from 'yargs';
 import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../common/address.js';
+import { ConfigError } from '../common/errors.js';
+import { MAX_OPEN_TARGET_BYTES } from '../common/protocol/messages.js';
 import {
   addSharedOptions,
   failWithUsageError,
@@ -92,7 +94,16 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
     ...readSharedOptions(parsed),
     listen,
     server,
-    target: parsed.target === undefined ? null : parseHostPort(parsed.target, '--target'),
+    target: parsed.target === undefined ? null : parseTarget(parsed.target),
     connectTimeoutMs: parsePositiveInteger(parsed['connect-timeout'], 'connect-timeout'),
   };
+}
+
+/** --target: HOST:PORT that fits in an OPEN packet. */
+function parseTarget(text: string): HostPort {
+  const target = parseHostPort(text, '--target');
+  if (Buffer.byteLength(formatHostPort(target)) > MAX_OPEN_TARGET_BYTES) {
+    throw new ConfigError(`--target: at most ${MAX_OPEN_TARGET_BYTES} bytes`);
+  }
+  return target;
 }

@@ -35,10 +35,8 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
   });
   const targetSockets = new Set<Socket>();
   const linkSockets = new Set<Socket>();
-  /** TCP connections still in their TLS handshake: unauthenticated, like links awaiting HELLO. */
-  const handshaking = new Set<Socket>();
   const allowed = new Map([options.target, ...options.allowedTargets].map((target) => [formatHostPort(target), target]));
-  const refusals = new ThrottledLog(logger, 'connection refused: too many unauthenticated connections');
+  const refusals = new ThrottledLog(logger, 'connection refused: limit reached');
 
   endpoint.on('session', (session, context) => {
     const targetName = context.target ?? formatHostPort(options.target);
@@ -74,27 +72,24 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
     logger.warn({ client: short(clientId), sessions }, 'client did not come back within the resume window');
   });
 
-  const server = createLinkServer(options.secret, options.deadAfterMs, {
-    onConnection: (socket, peer) => {
-      if (handshaking.size + endpoint.pendingLinkCount >= options.maxUnauthenticated) {
-        refusals.note({ peer, limit: options.maxUnauthenticated });
-        return false;
-      }
-      linkSockets.add(socket);
-      socket.once('close', () => {
-        linkSockets.delete(socket);
-        handshaking.delete(socket);
-      });
-      if (options.secret !== null) handshaking.add(socket);
-      return true;
+  const server = createLinkServer(
+    {
+      secret: options.secret,
+      handshakeTimeoutMs: options.deadAfterMs,
+      maxUnauthenticated: options.maxUnauthenticated,
+      pendingAfterHandshake: () => endpoint.pendingLinkCount,
     },
-    onLink: (socket, peer, tcp) => {
-      // Authenticated by TLS; the endpoint counts it as unauthenticated only until its HELLO.
-      handshaking.delete(tcp);
-      endpoint.handleConnection(socket, peer);
+    {
+      onConnection: (socket) => {
+        linkSockets.add(socket);
+        socket.once('close', () => linkSockets.delete(socket));
+        return true;
+      },
+      onLimit: (peer, limit) => refusals.note({ peer, reason: `too many unauthenticated connections (limit ${limit})` }),
+      onLink: (socket, peer) => endpoint.handleConnection(socket, peer),
+      onAuthFailure: (peer, reason) => logger.warn({ peer, code: 'ETCP_ERR_AUTH', reason }, 'authentication failed'),
     },
-    onAuthFailure: (peer, reason) => logger.warn({ peer, code: 'ETCP_ERR_AUTH', reason }, 'authentication failed'),
-  });
+  );
   const address = await listenOn(server, options.listen);
   // Failing to listen is fatal (the caller says why); later errors are logged and survived.
   server.on('error', (error) => logger.error({ reason: describeError(error) }, 'listener error'));

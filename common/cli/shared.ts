@@ -68,17 +68,28 @@ export function parsePositiveInteger(text: string | number, flag: string, min = 
 export function readSecret(secretFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Buffer | null {
   const file = secretFile ?? env['ETERNAL_TCP_SECRET_FILE'];
   if (file !== undefined && file !== '') {
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = readFileSync(file, 'utf8');
+      bytes = readFileSync(file);
     } catch (error) {
       throw new ConfigError(`cannot read the secret file ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
     }
-    return validateSecret(Buffer.from(text.trim(), 'utf8'), file);
+    // Bytes, not text: a binary secret must keep every bit of its randomness.
+    return validateSecret(trimAsciiWhitespace(bytes), file);
   }
   const inline = env['ETERNAL_TCP_SECRET'];
   if (inline !== undefined && inline !== '') return validateSecret(Buffer.from(inline.trim(), 'utf8'), 'ETERNAL_TCP_SECRET');
   return null;
+}
+
+/** Drops spaces, tabs and line ends at both ends (the newline an editor or `echo` adds). */
+function trimAsciiWhitespace(bytes: Buffer): Buffer {
+  const isSpace = (byte: number | undefined): boolean => byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
+  let start = 0;
+  let end = bytes.length;
+  while (start < end && isSpace(bytes[start])) start++;
+  while (end > start && isSpace(bytes[end - 1])) end--;
+  return bytes.subarray(start, end);
 }
 
 export function readSharedOptions(args: Record<string, unknown>): SharedCliOptions {

@@ -47,7 +47,7 @@ export enum PacketType {
   Data = 0,
   /** Link level, not sequenced. Sent every heartbeat interval in each direction; no payload. */
   Heartbeat = 1,
-  /** Link level, client to server, first packet of every link. Payload: version, client id. */
+  /** Link level, client to server, first packet of every link. Payload: version, client id, resume token. */
   Hello = 2,
   /** Link level, server to client, answer to HELLO. Payload: version, flags (known client). */
   Welcome = 3,

@@ -50,6 +50,7 @@ describe('cproxy command line', () => {
     [['5201', 'far.example'], UsageError, 'the positional form is: cproxy LPORT SPROXY_HOST SPROXY_PORT'],
     [['5201', 'far.example', '6201', '--server', 'x:1'], UsageError, 'give either LPORT SPROXY_HOST SPROXY_PORT or --listen/--server, not both'],
     [['--server'], UsageError, 'Not enough arguments following: server'],
+    [['--target', `${'h'.repeat(260)}:22`], ConfigError, '--target: at most 261 bytes'],
   ])('rejects %j with a one-line reason', (args, errorClass, message) => {
     let caught: unknown;
     try {

@@ -61,6 +61,33 @@ describe('the link with a shared secret (TLS-PSK)', () => {
   });
 });
 
+describe('refused peers', () => {
+  it('do not keep their unauthenticated slots: a good cproxy gets in after many refusals', async () => {
+    const { file } = secretFile(defer);
+    const { sproxy } = await startTunnel(defer, {
+      sproxyArgs: ['--secret-file', file, '--max-unauthenticated', '2'],
+      cproxyArgs: ['--secret-file', file],
+    });
+    // Plain-protocol peers that never read the GOAWAY nor close: sproxy must let go of them.
+    const idle: Socket[] = [];
+    defer(() => idle.forEach((socket) => socket.destroy()));
+    for (let i = 0; i < 6; i++) {
+      const socket = connect({ host: '127.0.0.1', port: sproxy.port, allowHalfOpen: true });
+      idle.push(socket);
+      socket.on('error', () => {});
+      socket.on('connect', () => socket.write(Buffer.alloc(72)));
+    }
+    // Two get the slots and are refused for their plain HELLO; the rest are refused at the limit.
+    await sproxy.proc.waitForLog((l) => l.msg === 'authentication failed');
+    await sproxy.proc.waitForLog((l) => l.msg === 'connection refused: limit reached');
+    // Only if those two slots are given back can another cproxy ever get in.
+    const late = await startTunnel(defer, { cproxyArgs: ['--secret-file', file], via: async () => sproxy.port });
+    const user = await late.connect();
+    const echo = await echoTransfer(user.socket, 1000);
+    expect(echo.receivedHash).toBe(echo.sentHash);
+  });
+});
+
 describe('what an eavesdropper on the link sees', () => {
   async function tappedTunnel(): Promise<{ tap: Tap; secret: string; run: () => Promise<void>; targetConnections: () => number; sproxyPort: number; sproxyLogs: () => Array<{ msg: string; [k: string]: unknown }> }> {
     const { file, secret } = secretFile(defer);
@@ -188,7 +215,9 @@ describe('a flood of unauthenticated connections', () => {
     const rssDuring = sproxy.proc.rssBytes();
     // The bound stated for 500 silent connections: under 64 MiB above the idle process.
     expect(rssDuring - rssBefore).toBeLessThan(64 * 1024 * 1024);
-    await sproxy.proc.waitForLog((l) => l.msg === 'connection refused: too many unauthenticated connections');
+    await sproxy.proc.waitForLog(
+      (l) => l.msg === 'connection refused: limit reached' && String(l['reason']).startsWith('too many unauthenticated connections'),
+    );
     // The ones let in are cut at the handshake deadline (3 s).
     await sproxy.proc.waitForLog((l) => l.msg === 'authentication failed' && String(l['reason']).includes('no TLS handshake'), 10_000);
     expect(sproxy.proc.rawStderr).toEqual([]);

@@ -60,6 +60,19 @@ describe('sproxy command line', () => {
     }
   });
 
+  it('keeps a binary secret file byte for byte (only white space at the ends is dropped)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'etcp-secret-'));
+    try {
+      const file = join(dir, 'secret');
+      // Not valid UTF-8: read as text, these would all collapse into the same replacement character.
+      const bytes = Buffer.from([0xff, 0xfe, 0x80, 0x81, 0xc0, 0xc1, 0xf5, 0xf8, 0xfa, 0xfb, 0xfc, 0xfd, 0x90, 0x91, 0x92, 0x93, 0x94]);
+      writeFileSync(file, Buffer.concat([bytes, Buffer.from('\n')]));
+      expect(parseSproxyArgs(['--secret-file', file]).secret?.equals(bytes)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('takes --allow (repeatable) and the limits', () => {
     const options = parseSproxyArgs([
       '--listen', '127.0.0.1:6200', '--allow', '127.0.0.1:22', '--allow', 'db.internal:5432',
