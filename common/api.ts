@@ -92,9 +92,10 @@ export class EternalServer extends EventEmitter<EternalServerEvents> {
       },
       {
         onConnection: () => true,
-        onLimit: () => {},
+        onLimit: () => {}, // the library has no log; its limits are in the configuration
         onLink: (socket, peer) => this.endpoint.handleConnection(socket, peer),
         onAuthFailure: (peer, reason) => this.emit('auth-failure', peer, reason),
+        onSilent: () => {},
       },
     );
   }

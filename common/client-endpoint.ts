@@ -127,7 +127,10 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     return this.#mux.sessionCount;
   }
 
-  /** The last attempt was refused for authentication; cleared when a link comes up. */
+  /**
+   * Authentication kept failing (AUTHENTICATION_FAILURES_TO_GIVE_UP in a row) and the sessions were
+   * given up; cleared when a link comes up.
+   */
   get authenticationFailed(): boolean {
     return this.#authenticationFailed;
   }

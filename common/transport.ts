@@ -98,8 +98,13 @@ export interface LinkServerHandlers {
    * TCP socket underneath, the one onConnection saw.
    */
   onLink(socket: Duplex, peer: string, tcp: Socket): void;
-  /** A connection failed to authenticate (TLS handshake failure or timeout, or no TLS at all). */
+  /**
+   * A connection failed to authenticate: its TLS handshake failed or timed out, it spoke the plain
+   * protocol to a server with a secret, or TLS to one without.
+   */
   onAuthFailure(peer: string, reason: string): void;
+  /** A plain-mode connection sent nothing within the handshake deadline. */
+  onSilent(peer: string, reason: string): void;
   /** A TCP connection arrived, before any handshake. Return false to refuse it at once. */
   onConnection(socket: Socket, peer: string): boolean;
   /** A connection was refused because `maxUnauthenticated` were already waiting. */
@@ -156,7 +161,15 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
       socket.resume();
       setTimeout(() => socket.destroy(), Math.min(1000, options.handshakeTimeoutMs)).unref();
     };
-    const timer = setTimeout(() => refuse(`no ${psk === null ? 'HELLO' : 'TLS handshake'} within ${options.handshakeTimeoutMs} ms`, null), options.handshakeTimeoutMs);
+    const timer = setTimeout(() => {
+      if (psk !== null) {
+        refuse(`no TLS handshake within ${options.handshakeTimeoutMs} ms`, null);
+        return;
+      }
+      // Without a secret, silence proves nothing about identity: not an authentication failure.
+      handlers.onSilent(peer, `nothing received within ${options.handshakeTimeoutMs} ms`);
+      socket.destroy();
+    }, options.handshakeTimeoutMs);
     socket.on('error', () => {}); // reported through the TLS socket, the link or the timer
     socket.once('close', () => {
       clearTimeout(timer);

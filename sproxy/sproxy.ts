@@ -88,6 +88,7 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       onLimit: (peer, limit) => refusals.note({ peer, reason: `too many unauthenticated connections (limit ${limit})` }),
       onLink: (socket, peer) => endpoint.handleConnection(socket, peer),
       onAuthFailure: (peer, reason) => logger.warn({ peer, code: 'ETCP_ERR_AUTH', reason }, 'authentication failed'),
+      onSilent: (peer, reason) => logger.warn({ peer, code: 'ETCP_ERR_HANDSHAKE', reason }, 'connection rejected'),
     },
   );
   const address = await listenOn(server, options.listen);

@@ -81,6 +81,7 @@ describe('the library: connect() and createServer()', () => {
     const [reason] = (await error) as [Error & { code?: string }];
     expect(reason.code).toBe('ETCP_ERR_SESSION_LOST');
     expect(reason.message).toContain('TLS authentication with sproxy failed');
-    expect(failures).toHaveLength(1);
+    // The client gave up after three refusals in a row (one could be an attacker's injection).
+    expect(failures.length).toBeGreaterThanOrEqual(3);
   });
 });
