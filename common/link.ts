@@ -179,10 +179,11 @@ export class Link {
     this.#lastReceivedAt = this.#clock.now();
     this.#bytesReceived += chunk.length;
     try {
-      for (const frame of this.#decoder.push(chunk)) {
+      this.#decoder.append(chunk);
+      // One frame at a time: handling a frame may change how the next is decoded (the payload limit).
+      for (let frame = this.#decoder.next(); frame !== null; frame = this.#decoder.next()) {
+        if (frame.header.type !== PacketType.Heartbeat) this.#handler?.onFrame(this, frame);
         if (this.#state !== 'up') return;
-        if (frame.header.type === PacketType.Heartbeat) continue;
-        this.#handler?.onFrame(this, frame);
       }
     } catch (error) {
       this.#goDown(error instanceof EternalError ? error : new ProtocolError(describeError(error)));

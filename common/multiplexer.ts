@@ -295,6 +295,8 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     if (this.#role !== 'server') throw new ProtocolError('OPEN sent to the client');
     if (sessionId === LINK_SESSION_ID) throw new ProtocolError('OPEN for session 0');
     if (this.#sessions.has(sessionId)) return; // a replayed OPEN of a session we already hold
+    // Decoded before any state is created: a bad target must leave nothing behind.
+    const target = decodeOpenTarget(payload);
     const overLimit = this.#sessions.size >= this.#maxSessions;
     const session = this.#createSession(sessionId, ack, seqAdd(seq, 1));
     session.markOpenedByPeer();
@@ -305,7 +307,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       session.destroy(new LimitError(`too many sessions for this client (limit ${this.#maxSessions})`));
       return;
     }
-    this.emit('session', session, decodeOpenTarget(payload));
+    this.emit('session', session, target);
   }
 
   #onSequenced(type: PacketType, sessionId: number, seq: number, ack: number, payload: Buffer): void {

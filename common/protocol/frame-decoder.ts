@@ -56,31 +56,47 @@ export class FrameDecoder {
    * UnknownPacketTypeError as soon as a bad header is complete.
    */
   push(chunk: Buffer): Frame[] {
-    if (chunk.length > 0) {
-      this.#chunks.push(chunk);
-      this.#bufferedBytes += chunk.length;
-    }
+    this.append(chunk);
     const frames: Frame[] = [];
-    for (;;) {
-      if (this.#pendingHeader === null) {
-        if (this.#bufferedBytes < HEADER_SIZE) break;
-        const header = decodeHeader(this.#consume(HEADER_SIZE));
-        // §2: a type outside the defined range cannot be skipped safely; §1: nor can an oversize length.
-        if (header.type >= PACKET_TYPE_LIMIT) throw new UnknownPacketTypeError(header.type);
-        if (header.length > this.#maxPayloadBytes) throw new FrameTooLargeError(header.length, this.#maxPayloadBytes);
-        this.#pendingHeader = header;
-      }
-      const header: PacketHeader = this.#pendingHeader;
-      if (this.#bufferedBytes < header.length) break;
-      const payload = header.length === 0 ? EMPTY : this.#consume(header.length);
-      this.#pendingHeader = null;
-      frames.push({ header, payload });
+    for (let frame = this.next(); frame !== null; frame = this.next()) frames.push(frame);
+    return frames;
+  }
+
+  /** Adds a chunk; take the frames it completes with next(). */
+  append(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.#chunks.push(chunk);
+    this.#bufferedBytes += chunk.length;
+  }
+
+  /**
+   * The next whole frame, or null until more bytes arrive. Frames are taken one at a time so that
+   * a limit changed after one frame (maxPayloadBytes, once a peer is authenticated) applies to the
+   * next, however the bytes were split into chunks.
+   */
+  next(): Frame | null {
+    if (this.#pendingHeader === null) {
+      if (this.#bufferedBytes < HEADER_SIZE) return this.#drained();
+      const header = decodeHeader(this.#consume(HEADER_SIZE));
+      // §2: a type outside the defined range cannot be skipped safely; §1: nor can an oversize length.
+      if (header.type >= PACKET_TYPE_LIMIT) throw new UnknownPacketTypeError(header.type);
+      if (header.length > this.#maxPayloadBytes) throw new FrameTooLargeError(header.length, this.#maxPayloadBytes);
+      this.#pendingHeader = header;
     }
+    const header: PacketHeader = this.#pendingHeader;
+    if (this.#bufferedBytes < header.length) return this.#drained();
+    const payload = header.length === 0 ? EMPTY : this.#consume(header.length);
+    this.#pendingHeader = null;
+    return { header, payload };
+  }
+
+  /** No whole frame is left: what remains must fit the bound. */
+  #drained(): null {
     // Holds by construction; checked so that a future change cannot silently make it unbounded.
     if (this.#bufferedBytes > this.maxBufferedBytes) {
       throw new BufferLimitError(this.#bufferedBytes, this.maxBufferedBytes);
     }
-    return frames;
+    return null;
   }
 
   /** Removes and returns the next `n` bytes (n <= bufferedBytes); copies only across chunks. */
