@@ -1,17 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { formatHostPort, parseHostPort, parsePort } from '../../common/address.js';
 import { ConfigError } from '../../common/errors.js';
+import { expectEternalError } from '../helpers/expect-error.js';
 
 function expectConfigError(fn: () => unknown, message: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  expect(caught).toBeInstanceOf(ConfigError);
-  expect((caught as ConfigError).code).toBe('ETCP_ERR_CONFIG');
-  expect((caught as ConfigError).message).toBe(message);
+  expectEternalError(fn, ConfigError, 'ETCP_ERR_CONFIG', message);
 }
 
 describe('parsePort', () => {

@@ -10,17 +10,10 @@ import {
 } from '../../common/config.js';
 import { ConfigError } from '../../common/errors.js';
 import { MAX_PAYLOAD_BYTES } from '../../common/protocol/constants.js';
+import { expectEternalError } from '../helpers/expect-error.js';
 
 function expectConfigError(fn: () => unknown, message: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  expect(caught).toBeInstanceOf(ConfigError);
-  expect((caught as ConfigError).code).toBe('ETCP_ERR_CONFIG');
-  expect((caught as ConfigError).message).toBe(message);
+  expectEternalError(fn, ConfigError, 'ETCP_ERR_CONFIG', message);
 }
 
 describe('defaults', () => {

@@ -14,17 +14,10 @@ import {
   HELLO_PAYLOAD_BYTES,
   WELCOME_PAYLOAD_BYTES,
 } from '../../../common/protocol/messages.js';
+import { expectEternalError } from '../../helpers/expect-error.js';
 
 function expectHandshakeError(fn: () => unknown, message: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  expect(caught).toBeInstanceOf(HandshakeError);
-  expect((caught as HandshakeError).code).toBe('ETCP_ERR_HANDSHAKE');
-  expect((caught as HandshakeError).message).toBe(message);
+  expectEternalError(fn, HandshakeError, 'ETCP_ERR_HANDSHAKE', message);
 }
 
 const CLIENT_ID = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
