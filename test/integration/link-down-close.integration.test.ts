@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
 import { dropPackets, killConnections } from '../helpers/faults.js';
-import { isLinkUp, startCproxy, startSproxy } from '../helpers/proxies.js';
-import { connectUser, echoTransfer, readToEnd, sha256, startEchoTarget, startTarget } from '../helpers/targets.js';
+import { startSproxy } from '../helpers/proxies.js';
+import { connectUser, echoTransfer, readToEnd, sha256, startTarget } from '../helpers/targets.js';
 import { startTunnel } from '../helpers/tunnel.js';
 
 const defer = useCleanup();
@@ -42,13 +42,7 @@ describe('the link is down', () => {
   });
 
   it('while sproxy is down, cproxy retries without a busy loop and holds new user connections', async () => {
-    const target = await startEchoTarget();
-    defer(() => target.close());
-    const first = await startSproxy(target.port);
-    defer(() => first.proc.stop());
-    const cproxy = await startCproxy(first.port);
-    defer(() => cproxy.proc.stop());
-    await cproxy.proc.waitForLog(isLinkUp);
+    const { target, sproxy: first, cproxy } = await startTunnel(defer);
     await first.proc.stop();
     await cproxy.proc.waitForNextLog((l) => l.msg === 'connect attempt failed');
 

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
 import { startTunnel } from '../helpers/tunnel.js';
 import { isLinkUp, startCproxy, startSproxy } from '../helpers/proxies.js';
-import { connectUser, echoTransfer, startEchoTarget, waitClosed } from '../helpers/targets.js';
+import { connectUser, echoTransfer, waitClosed } from '../helpers/targets.js';
 
 const defer = useCleanup();
 
@@ -40,13 +40,7 @@ describe('sessions whose far side is gone', () => {
   });
 
   it('after sproxy restarts, closes the user connections whose sessions are gone and serves new ones', async () => {
-    const target = await startEchoTarget();
-    defer(() => target.close());
-    const first = await startSproxy(target.port);
-    defer(() => first.proc.stop());
-    const cproxy = await startCproxy(first.port);
-    defer(() => cproxy.proc.stop());
-    await cproxy.proc.waitForLog(isLinkUp);
+    const { target, sproxy: first, cproxy } = await startTunnel(defer);
 
     const user = await connectUser(cproxy.port);
     defer(() => user.socket.destroy());
