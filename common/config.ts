@@ -46,8 +46,12 @@ export interface ServerConfig extends EngineConfig {
 export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = {
   heartbeatIntervalMs: 1000,
   deadAfterMs: 3000,
+  // Measured with `npm run bench`: 64 KiB frames against 16 KiB cut the tunnel's write calls per GB
+  // from about 98k to 46k and lifted throughput from ~0.6x to ~0.65x the plain relay, with no
+  // change to a keystroke's latency beside a bulk session. A 4 MiB window gained nothing more and
+  // let ~4 MB queue in the link's kernel buffers ahead of that keystroke (p99 +3 to +6 ms).
   windowBytes: 2 * 1024 * 1024,
-  maxFramePayloadBytes: 16 * 1024,
+  maxFramePayloadBytes: 64 * 1024,
   linkWriteHighWaterBytes: 128 * 1024,
   sessionReadableHighWaterBytes: 64 * 1024,
   sessionWritableHighWaterBytes: 64 * 1024,

@@ -66,7 +66,7 @@ describe('validation', () => {
       MAX_PAYLOAD_BYTES + 1,
       `maxFramePayloadBytes must be an integer from 1 to ${MAX_PAYLOAD_BYTES}, got ${MAX_PAYLOAD_BYTES + 1}`,
     ],
-    ['windowBytes', 1000, `windowBytes must be an integer from ${16 * 1024} to ${2 ** 30}, got 1000`],
+    ['windowBytes', 1000, `windowBytes must be an integer from ${DEFAULT_ENGINE_CONFIG.maxFramePayloadBytes} to ${2 ** 30}, got 1000`],
     ['linkWriteHighWaterBytes', 0, `linkWriteHighWaterBytes must be an integer from 1 to ${2 ** 30}, got 0`],
     ['sessionReadableHighWaterBytes', -1, `sessionReadableHighWaterBytes must be an integer from 1 to ${2 ** 30}, got -1`],
     ['sessionWritableHighWaterBytes', Number.NaN, `sessionWritableHighWaterBytes must be an integer from 1 to ${2 ** 30}, got NaN`],
