@@ -5,6 +5,7 @@ import { ProtocolError, SessionLostError, SessionResetError } from '../../common
 import { PacketType, UINT32_MAX } from '../../common/protocol/constants.js';
 import { decodeReason, encodeReason } from '../../common/protocol/messages.js';
 import { seqAdd } from '../../common/protocol/seq.js';
+import { catchError } from '../helpers/expect-error.js';
 import type { QueuedPacket } from '../../common/retransmit-queue.js';
 import {
   Session,
@@ -93,15 +94,6 @@ function closed(session: Session): Promise<void> {
 /** One turn of the event loop: lets nextTick/microtask callbacks (such as write callbacks) run. */
 function turn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
-}
-
-function catchError(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a throw');
 }
 
 function payloadFor(index: number): Buffer {

@@ -14,6 +14,7 @@ import { expect } from 'vitest';
 import { BufferLimitError, EternalError, FrameTooLargeError, UnknownPacketTypeError, type EternalErrorCode } from '../../common/errors.js';
 import { HEADER_SIZE, MAX_PAYLOAD_BYTES, PACKET_TYPE_LIMIT, UINT32_MAX } from '../../common/protocol/constants.js';
 import { decodeHeader, encodeHeader, type PacketHeader } from '../../common/protocol/header.js';
+import { splitAt } from '../helpers/split.js';
 
 // ── Run counts and seed ─────────────────────────────────────────────────────
 
@@ -299,17 +300,8 @@ export function chunk(bytes: Buffer, chunking: Chunking): Buffer[] {
       return fixedPieces(bytes, 1);
     case 'fixed':
       return fixedPieces(bytes, chunking.size);
-    case 'cuts': {
-      const points = chunking.cuts.map((cut) => cut % (bytes.length + 1)).sort((a, b) => a - b);
-      const pieces: Buffer[] = [];
-      let start = 0;
-      for (const point of points) {
-        pieces.push(bytes.subarray(start, point));
-        start = point;
-      }
-      pieces.push(bytes.subarray(start));
-      return pieces;
-    }
+    case 'cuts':
+      return splitAt(bytes, chunking.cuts.map((cut) => cut % (bytes.length + 1)));
   }
 }
 

@@ -10,6 +10,8 @@ import {
 } from '../../../common/protocol/constants.js';
 import { FrameDecoder, type Frame } from '../../../common/protocol/frame-decoder.js';
 import { encodeHeader, type PacketHeader } from '../../../common/protocol/header.js';
+import { catchError } from '../../helpers/expect-error.js';
+import { splitAt } from '../../helpers/split.js';
 
 interface PlainFrame {
   header: PacketHeader;
@@ -24,34 +26,12 @@ function plain(frames: Frame[]): PlainFrame[] {
   return frames.map((frame) => ({ header: frame.header, payload: frame.payload.toString('hex') }));
 }
 
-/** Cuts `bytes` at the given offsets (any order, duplicates allowed: they give empty pieces). */
-function split(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [...cuts].sort((a, b) => a - b);
-  const pieces: Buffer[] = [];
-  let start = 0;
-  for (const point of points) {
-    pieces.push(bytes.subarray(start, point));
-    start = point;
-  }
-  pieces.push(bytes.subarray(start));
-  return pieces;
-}
-
 function expectEternalError(error: unknown, errorClass: typeof FrameTooLargeError | typeof UnknownPacketTypeError, code: string, message: string): void {
   expect(error).toBeInstanceOf(errorClass);
   expect(error).toBeInstanceOf(EternalError);
   expect((error as EternalError).code).toBe(code);
   expect((error as EternalError).message).toBe(message);
   expect((error as EternalError).name).toBe(errorClass.name);
-}
-
-function catchError(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a throw');
 }
 
 const SAMPLE_HEADER = { type: PacketType.Data, sessionId: 0x11223344, seq: 0xfffffffe, ack: 0x80000001 } as const;
@@ -291,7 +271,7 @@ describe('FrameDecoder: properties', () => {
     fc.assert(
       fc.property(splitStream, ({ frames, stream, cuts }) => {
         const decoder = new FrameDecoder();
-        const pieces = split(stream, cuts);
+        const pieces = splitAt(stream, cuts);
         const decoded: Frame[] = [];
         for (const piece of pieces) {
           decoded.push(...decoder.push(piece));
@@ -318,7 +298,7 @@ describe('FrameDecoder: properties', () => {
         (bytes, cuts, maxPayloadBytes) => {
           const decoder = new FrameDecoder({ maxPayloadBytes });
           try {
-            for (const piece of split(bytes, cuts.map((cut) => cut % (bytes.length + 1)))) {
+            for (const piece of splitAt(bytes, cuts.map((cut) => cut % (bytes.length + 1)))) {
               for (const frame of decoder.push(piece)) {
                 expect(frame.header.type).toBeLessThan(PACKET_TYPE_LIMIT);
                 expect(frame.payload.length).toBe(frame.header.length);
