@@ -17,6 +17,12 @@ import type { FinishReason, Session } from './session.js';
 const AUTHENTICATION_FAILURES_TO_GIVE_UP = 3;
 
 /**
+ * Connect attempts in flight at most, whatever connectStaggerMs says: a guard against a very short
+ * stagger opening sockets by the hundred. With the defaults (2000 / 500 ms) the cap is 4.
+ */
+const MAX_ATTEMPTS_IN_FLIGHT = 8;
+
+/**
  * Opens one transport connection to the server. It must emit 'connect' once connected, or
  * 'error'/'close' on failure, like `net.connect` (the default) or `tls.connect`.
  */
@@ -39,11 +45,18 @@ export interface ClientEndpointOptions {
   resumeToken?: Buffer;
 }
 
+/** A connect attempt that has neither connected nor failed yet. */
+interface PendingAttempt {
+  readonly socket: Duplex;
+  /** Stops following the attempt: its listeners go and its connect timer is cancelled. */
+  readonly unwatch: () => void;
+}
+
 /**
- *  - connecting:  a dial is in progress
+ *  - connecting:  one or more connect attempts are pending (they overlap, see #armStagger)
  *  - handshaking: connected, HELLO sent, waiting for WELCOME
  *  - up:          the multiplexer runs (or is syncing) on the link
- *  - waiting:     the last attempt failed; the next one is on a timer
+ *  - waiting:     the last pending attempt failed; the next one is on a timer
  *  - closed:      close() was called; nothing more happens
  */
 export type ClientState = 'connecting' | 'handshaking' | 'up' | 'waiting' | 'closed';
@@ -55,14 +68,18 @@ export interface ClientEndpointEvents {
   down: [error: EternalError];
   /** The server refused our credentials; sessions were closed. */
   'auth-failed': [error: AuthenticationError];
-  /** An attempt failed; the next is in `delayMs`. */
+  /**
+   * The last pending attempt failed; the next is in `delayMs`. An attempt that fails while others
+   * are still pending emits nothing: one of them may yet get through.
+   */
   retry: [info: { attempt: number; delayMs: number; error: string }];
   'session-finished': [session: Session, reason: FinishReason, detail: string];
 }
 
 /**
  * The client end: dials the server, keeps redialling when the link dies (at once, then with capped
- * exponential backoff and jitter), and resumes every session on each new link.
+ * exponential backoff and jitter; attempts that hang overlap, one more every connectStaggerMs), and
+ * resumes every session on each new link.
  */
 export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implements LinkHandler {
   readonly clientId: Buffer;
@@ -75,15 +92,24 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   readonly #random: () => number;
   readonly #mux: Multiplexer;
   #state: ClientState = 'connecting';
+  /** The socket of the current link, from the handshake on. */
   #socket: Duplex | null = null;
   #link: Link | null = null;
-  #connectTimer: TimerHandle | null = null;
+  /** Connect attempts started and neither connected nor failed; the first to connect wins. */
+  readonly #pending = new Set<PendingAttempt>();
+  readonly #maxPending: number;
+  /** Starts another attempt connectStaggerMs after the last one, while attempts are pending. */
+  #staggerTimer: TimerHandle | null = null;
+  /** Another attempt is due but the cap held it back: the next pending attempt to fail makes room. */
+  #staggerDue = false;
   #handshakeTimer: TimerHandle | null = null;
   #retryTimer: TimerHandle | null = null;
   /** Gives up on the sessions when no link comes back within the resume window. */
   #resumeWindowTimer: TimerHandle | null = null;
   /** Failed attempts since the link was last up. */
   #failures = 0;
+  /** Attempts abandoned unfinished since the link was last up (another connected first). */
+  #abandoned = 0;
   #downSince: number | null = null;
   #knownClient = false;
   #authenticationFailed = false;
@@ -98,6 +124,11 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#dial = options.dial;
     this.#serverName = options.serverName;
     this.#config = resolveClientConfig(options.config);
+    // Enough attempts for a fresh one every connectStaggerMs while each waits its connect timeout.
+    this.#maxPending = Math.min(
+      MAX_ATTEMPTS_IN_FLIGHT,
+      Math.ceil(this.#config.connectTimeoutMs / this.#config.connectStaggerMs),
+    );
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
@@ -149,7 +180,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     if (this.#state === 'closed') return;
     this.#setState('closed');
     this.#retryTimer?.cancel();
-    this.#connectTimer?.cancel();
+    this.#abandonPending();
     this.#resumeWindowTimer?.cancel();
     this.#mux.loseAll(reason);
     if (this.#link !== null && this.#mux.link === this.#link) this.#mux.sendGoAway(reason);
@@ -157,52 +188,152 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#socket?.destroy();
   }
 
+  /** The number of the attempt about to start, counted as in the 'up' event. */
+  get #nextAttempt(): number {
+    return this.#failures + this.#abandoned + this.#pending.size + 1;
+  }
+
+  /** Starts a round of attempts: one now, more while it is pending (see #armStagger). */
   #connect(): void {
     this.#setState('connecting');
-    const attempt = this.#failures + 1;
-    this.#logger.debug({ server: this.#serverName, attempt }, 'connecting');
-    let socket: Duplex;
+    this.#logger.debug({ server: this.#serverName, attempt: this.#nextAttempt }, 'connecting');
+    this.#startAttempt();
+  }
+
+  #startAttempt(): void {
+    this.#staggerDue = false;
+    const socket = this.#tryDial();
+    if (socket !== null) this.#watchAttempt(socket);
+    if (this.#state === 'connecting' && this.#pending.size > 0) this.#armStagger();
+  }
+
+  /** The dialer's socket, or null when it threw (a failed attempt, handled as such). */
+  #tryDial(): Duplex | null {
     try {
-      socket = this.#dial();
+      return this.#dial();
     } catch (error) {
-      this.#scheduleRetry(describeError(error));
-      return;
+      this.#onAttemptFailed(describeError(error));
+      return null;
     }
-    this.#socket = socket;
+  }
+
+  /** Follows one attempt until it connects, fails or times out; it is pending meanwhile. */
+  #watchAttempt(socket: Duplex): void {
     // A TLS socket is usable once its handshake is done, not when TCP connects.
     const readyEvent = isTlsSocket(socket) ? 'secureConnect' : 'connect';
-    let settled = false;
     const onConnect = (): void => {
-      if (settled) return;
-      settled = true;
-      cleanup();
+      if (!this.#endAttempt(attempt)) return;
+      // The first attempt through wins; the others would only bring a second link.
+      this.#abandoned += this.#abandonPending();
       this.#startHandshake(socket);
     };
     const onFailure = (error?: Error, timedOut = false): void => {
-      if (settled) return;
-      settled = true;
-      cleanup();
+      if (!this.#endAttempt(attempt)) return;
       socket.destroy();
       const authError = error === undefined ? null : tlsAuthenticationFailure(error);
-      if (authError !== null) this.#onAuthenticationFailure(authError);
-      else this.#scheduleRetry(error === undefined ? 'connection closed' : describeError(error), timedOut);
+      if (authError === null) {
+        this.#onAttemptFailed(error === undefined ? 'connection closed' : describeError(error), timedOut);
+        return;
+      }
+      // The server answered and refused our key: the attempts still pending dial the same server
+      // with the same key, and the failure is handled as it always was.
+      this.#abandoned += this.#abandonPending();
+      this.#onAuthenticationFailure(authError);
     };
     const onError = (error: Error): void => onFailure(error);
     const onClose = (): void => onFailure();
-    const cleanup = (): void => {
-      this.#connectTimer?.cancel();
-      this.#connectTimer = null;
-      socket.off(readyEvent, onConnect);
-      socket.off('error', onError);
-      socket.off('close', onClose);
+    // Each attempt gets the whole connect timeout, however many others started after it, so that a
+    // path slower than connectStaggerMs still connects.
+    const timer = this.#clock.setTimeout(
+      () => onFailure(new Error(`connect timed out after ${this.#config.connectTimeoutMs} ms`), true),
+      this.#config.connectTimeoutMs,
+    );
+    const attempt: PendingAttempt = {
+      socket,
+      unwatch: () => {
+        timer.cancel();
+        socket.off(readyEvent, onConnect);
+        socket.off('error', onError);
+        socket.off('close', onClose);
+      },
     };
     socket.once(readyEvent, onConnect);
     socket.on('error', onError);
     socket.once('close', onClose);
-    this.#connectTimer = this.#clock.setTimeout(
-      () => onFailure(new Error(`connect timed out after ${this.#config.connectTimeoutMs} ms`), true),
-      this.#config.connectTimeoutMs,
+    this.#pending.add(attempt);
+  }
+
+  /** Stops following an attempt that connected or failed; false if it was no longer pending. */
+  #endAttempt(attempt: PendingAttempt): boolean {
+    if (!this.#pending.delete(attempt)) return false;
+    attempt.unwatch();
+    return true;
+  }
+
+  /**
+   * A pending attempt failed. While others are pending it is only counted: one of them may still
+   * get through, and a backoff now would delay them for nothing. The last one to fail schedules
+   * the next round, with the usual backoff (or at once after a timeout, see #scheduleRetry).
+   */
+  #onAttemptFailed(reason: string, timedOut = false): void {
+    if (this.#pending.size === 0) {
+      this.#cancelStagger();
+      this.#scheduleRetry(reason, timedOut);
+      return;
+    }
+    this.#countFailure();
+    // The same message as a failure that schedules a retry: `pending` in place of `retryInMs`.
+    this.#logger.info(
+      { server: this.#serverName, attempt: this.#failures, pending: this.#pending.size, reason },
+      'connect attempt failed',
     );
+    this.#startStaggeredAttempt();
+  }
+
+  /**
+   * While an attempt is pending, another starts every connectStaggerMs. A pending attempt on a
+   * silently dropped path sends SYNs only when the kernel retransmits them, 1 s, 3 s, 7 s … after
+   * the first; a new socket sends its SYN at once. So a path that returns is found within about
+   * connectStaggerMs instead of about a second.
+   */
+  #armStagger(): void {
+    this.#staggerTimer?.cancel();
+    this.#staggerTimer = this.#clock.setTimeout(() => {
+      this.#staggerTimer = null;
+      this.#staggerDue = true;
+      this.#startStaggeredAttempt();
+    }, this.#config.connectStaggerMs);
+  }
+
+  /** Starts the overlapping attempt that is due, if attempts are pending and fewer than the cap. */
+  #startStaggeredAttempt(): void {
+    if (!this.#staggerDue || this.#state !== 'connecting' || this.#pending.size === 0) return;
+    // At the cap the attempt stays due: the next pending attempt to fail makes room for it.
+    if (this.#pending.size >= this.#maxPending) return;
+    this.#logger.debug(
+      { server: this.#serverName, attempt: this.#nextAttempt, pending: this.#pending.size },
+      'connecting (another attempt while others are pending)',
+    );
+    this.#startAttempt();
+  }
+
+  #cancelStagger(): void {
+    this.#staggerTimer?.cancel();
+    this.#staggerTimer = null;
+    this.#staggerDue = false;
+  }
+
+  /** Destroys every pending attempt without reporting its end; returns how many there were. */
+  #abandonPending(): number {
+    this.#cancelStagger();
+    const attempts = [...this.#pending];
+    for (const attempt of attempts) {
+      this.#endAttempt(attempt);
+      // Nobody listens any more: an error from the teardown must not become an uncaught one.
+      attempt.socket.on('error', () => {});
+      attempt.socket.destroy();
+    }
+    return attempts.length;
   }
 
   #startHandshake(socket: Duplex): void {
@@ -211,6 +342,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       return;
     }
     this.#setState('handshaking');
+    this.#socket = socket;
     const link = createLink(socket, this.#serverName, this.#config, this.#clock);
     this.#link = link;
     link.setHandler(this);
@@ -262,6 +394,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       if (now - this.#lastImmediateRedialAt >= this.#config.reconnectMaxDelayMs) {
         this.#lastImmediateRedialAt = now;
         this.#failures = 0;
+        this.#abandoned = 0;
         this.#connect();
       } else {
         this.#scheduleRetry(error.message);
@@ -306,7 +439,8 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       );
     }
     const downMs = this.#downSince === null ? null : Math.round(this.#clock.now() - this.#downSince);
-    const attempts = this.#failures + 1;
+    // Every attempt since the link was last up: failed, abandoned, and this one.
+    const attempts = this.#failures + this.#abandoned + 1;
     this.#logger.info(
       {
         server: this.#serverName,
@@ -320,6 +454,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     );
     this.#everUp = true;
     this.#failures = 0;
+    this.#abandoned = 0;
     this.#downSince = null;
     this.#resumeWindowTimer?.cancel();
     this.#resumeWindowTimer = null;
@@ -327,16 +462,13 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   }
 
   /**
-   * `paced`: the attempt timed out, so it already waited; the next goes at once. A silently
-   * dropped path shows as timeouts, and a SYN every connect timeout (the kernel resends the first
-   * after 1 s within it) finds the path about a second after it returns, where a backoff on top
-   * would add up to its maximum again.
+   * `paced`: the last pending attempt timed out, so it already waited; the next goes at once. On a
+   * silently dropped path overlapping attempts keep this from happening (see #armStagger), unless
+   * connectStaggerMs equals connectTimeoutMs; a backoff on top would only delay finding the path.
    */
   #scheduleRetry(reason: string, paced = false): void {
     if (this.#state === 'closed') return;
-    this.#failures++;
-    this.#downSince ??= this.#clock.now();
-    this.#armResumeWindow();
+    this.#countFailure();
     // Capped exponential backoff with jitter in [50%, 100%] of the step, so that many clients
     // cut off together do not all redial in the same instant.
     const step = Math.min(
@@ -354,6 +486,12 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       this.#retryTimer = null;
       if (this.#state === 'waiting') this.#connect();
     }, delayMs);
+  }
+
+  #countFailure(): void {
+    this.#failures++;
+    this.#downSince ??= this.#clock.now();
+    this.#armResumeWindow();
   }
 
   /** Starts counting the resume window from the first moment without a link (idempotent). */

@@ -28,6 +28,14 @@ export interface EngineConfig {
 export interface ClientConfig extends EngineConfig {
   /** A connect attempt that has not completed by then is abandoned. */
   connectTimeoutMs: number;
+  /**
+   * While a connect attempt is pending, another starts this often (each with its own full
+   * timeout), so that a path that returns from a silent outage is found within about this long
+   * rather than at the kernel's next SYN retransmit (1 s, 3 s, 7 s … after the first). At most
+   * ceil(connectTimeoutMs / connectStaggerMs) attempts, and never more than 8, are in flight;
+   * equal to connectTimeoutMs, attempts never overlap. Not given, it is at most connectTimeoutMs.
+   */
+  connectStaggerMs: number;
   /** First delay between failed attempts, doubled each time (with jitter) up to the maximum. */
   reconnectBaseDelayMs: number;
   reconnectMaxDelayMs: number;
@@ -61,6 +69,7 @@ export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = {
 export const DEFAULT_CLIENT_CONFIG: Readonly<ClientConfig> = {
   ...DEFAULT_ENGINE_CONFIG,
   connectTimeoutMs: 2000,
+  connectStaggerMs: 500,
   reconnectBaseDelayMs: 100,
   reconnectMaxDelayMs: 1000,
 };
@@ -100,6 +109,11 @@ export function resolveClientConfig(overrides: Partial<ClientConfig> = {}): Clie
   const config = { ...DEFAULT_CLIENT_CONFIG, ...definedOnly(overrides) };
   validateEngineConfig(config);
   requireInteger('connectTimeoutMs', config.connectTimeoutMs, 1, MAX_TIMER_MS);
+  // Not given, the stagger follows a connect timeout shorter than its default.
+  if (overrides.connectStaggerMs === undefined) {
+    config.connectStaggerMs = Math.min(config.connectStaggerMs, config.connectTimeoutMs);
+  }
+  requireInteger('connectStaggerMs', config.connectStaggerMs, 1, config.connectTimeoutMs);
   requireInteger('reconnectBaseDelayMs', config.reconnectBaseDelayMs, 1, MAX_TIMER_MS);
   requireInteger('reconnectMaxDelayMs', config.reconnectMaxDelayMs, config.reconnectBaseDelayMs, MAX_TIMER_MS);
   return config;

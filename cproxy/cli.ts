@@ -1,5 +1,6 @@
 import yargs from 'yargs';
 import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../common/address.js';
+import { DEFAULT_CLIENT_CONFIG } from '../common/config.js';
 import { ConfigError } from '../common/errors.js';
 import { MAX_OPEN_TARGET_BYTES } from '../common/protocol/messages.js';
 import {
@@ -21,6 +22,7 @@ export interface CproxyOptions extends SharedCliOptions {
   /** The target to ask sproxy for (one of its --allow), or null for sproxy's default. */
   target: HostPort | null;
   connectTimeoutMs: number;
+  connectStaggerMs: number;
 }
 
 /** Parses cproxy's command line; throws UsageError/ConfigError with a one-line reason. */
@@ -62,6 +64,13 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
         default: '2000',
         describe: 'abandon a connect attempt to sproxy after MS milliseconds',
         requiresArg: true,
+      })
+      .option('connect-stagger', {
+        type: 'string',
+        describe:
+          'while a connect attempt to sproxy is pending, start another every MS milliseconds ' +
+          `(default ${DEFAULT_CLIENT_CONFIG.connectStaggerMs}, or --connect-timeout if shorter)`,
+        requiresArg: true,
       }),
   )
     .example('cproxy', 'listen on 127.0.0.1:5200, link to sproxy on 127.0.0.1:6200')
@@ -90,12 +99,23 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
     if (parsed.listen !== undefined) listen = parseHostPort(parsed.listen, '--listen', CPROXY_DEFAULT_LISTEN.host, true);
     if (parsed.server !== undefined) server = parseHostPort(parsed.server, '--server');
   }
+  const connectTimeoutMs = parsePositiveInteger(parsed['connect-timeout'], 'connect-timeout');
+  const connectStaggerMs =
+    parsed['connect-stagger'] === undefined
+      ? Math.min(DEFAULT_CLIENT_CONFIG.connectStaggerMs, connectTimeoutMs)
+      : parsePositiveInteger(parsed['connect-stagger'], 'connect-stagger');
+  if (connectStaggerMs > connectTimeoutMs) {
+    throw new ConfigError(
+      `--connect-stagger (${connectStaggerMs}) must not be longer than --connect-timeout (${connectTimeoutMs})`,
+    );
+  }
   return {
     ...readSharedOptions(parsed),
     listen,
     server,
     target: parsed.target === undefined ? null : parseTarget(parsed.target),
-    connectTimeoutMs: parsePositiveInteger(parsed['connect-timeout'], 'connect-timeout'),
+    connectTimeoutMs,
+    connectStaggerMs,
   };
 }
 

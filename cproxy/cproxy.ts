@@ -28,6 +28,7 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
       deadAfterMs: options.deadAfterMs,
       resumeWindowMs: options.resumeWindowMs,
       connectTimeoutMs: options.connectTimeoutMs,
+      connectStaggerMs: options.connectStaggerMs,
     },
   });
   const userSockets = new Set<Socket>();

@@ -84,5 +84,13 @@ describe('validation', () => {
       () => resolveClientConfig({ reconnectBaseDelayMs: 500, reconnectMaxDelayMs: 100 }),
       'reconnectMaxDelayMs must be an integer from 500 to 2147483647, got 100',
     );
+    expectConfigError(
+      () => resolveClientConfig({ connectTimeoutMs: 400, connectStaggerMs: 500 }),
+      'connectStaggerMs must be an integer from 1 to 400, got 500',
+    );
+    expectConfigError(() => resolveClientConfig({ connectStaggerMs: 0 }), 'connectStaggerMs must be an integer from 1 to 2000, got 0');
+    // Not given, the stagger follows a connect timeout shorter than its default.
+    expect(resolveClientConfig({ connectTimeoutMs: 400 }).connectStaggerMs).toBe(400);
+    expect(resolveClientConfig({}).connectStaggerMs).toBe(500);
   });
 });

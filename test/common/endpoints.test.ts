@@ -544,14 +544,17 @@ describe('endpoints: reconnect', () => {
     expect(rig.retries).toHaveLength(1);
   });
 
-  it('abandons a connect attempt after connectTimeoutMs and, the wait being done, tries again at once', async () => {
-    const rig = Rig.memory({ mode: 'hang', client: { connectTimeoutMs: 2000 }, random: () => 0 });
+  // connectStaggerMs = connectTimeoutMs: attempts never overlap (see 'overlapping connect attempts').
+  it('without overlap, abandons an attempt after connectTimeoutMs and, the wait being done, tries again at once', async () => {
+    const rig = Rig.memory({ mode: 'hang', client: { connectTimeoutMs: 2000, connectStaggerMs: 2000 }, random: () => 0 });
     await rig.clock.advance(1999);
     expect(rig.retries).toEqual([]);
+    expect(rig.dialTimes).toEqual([0]);
     expect(rig.client.state).toBe('connecting');
     await rig.clock.advance(1);
     expect(rig.retries).toEqual([{ attempt: 1, delayMs: 0, error: 'connect timed out after 2000 ms' }]);
     // The second attempt went out at once, into the path that still swallows everything.
+    expect(rig.dialTimes).toEqual([0, 2000]);
     expect(rig.client.state).toBe('connecting');
     rig.mode = 'accept';
     await rig.advanceUntil(() => rig.ups.length === 1);
@@ -601,6 +604,186 @@ describe('endpoints: reconnect', () => {
     rig.mode = 'accept';
     await rig.advanceUntil(() => rig.ups.length === 1);
     expect(rig.ups[0]?.attempts).toBe(2);
+  });
+});
+
+type DialStep = 'hang' | 'refuse' | 'accept' | Error;
+
+// Overlapping attempts with the default timings: a new one every 500 ms, each for 2 s.
+const STAGGER: Partial<ClientConfig> = { connectTimeoutMs: 2000, connectStaggerMs: 500 };
+
+/**
+ * A rig whose dials follow `plan`, the last step repeating: the attempt hangs, is refused, is
+ * accepted by the server, or fails with the given error. It keeps every socket dialled.
+ */
+function plannedRig(
+  plan: DialStep[],
+  client: Partial<ClientConfig> = STAGGER,
+  random?: () => number,
+): { rig: Rig; sockets: MemorySocket[] } {
+  const sockets: MemorySocket[] = [];
+  let rig: Rig | null = null;
+  const accept = (): MemorySocket => {
+    if (rig === null) throw new Error('the first dial happens in the constructor: it cannot be accepted here');
+    const pair = new FaultyPair();
+    rig.pairs.push(pair);
+    rig.server.handleConnection(pair.b, `memory-${rig.pairs.length}`);
+    return pair.a;
+  };
+  const customDial: Dialer = () => {
+    const step = plan[Math.min(sockets.length, plan.length - 1)] as DialStep;
+    const socket =
+      step === 'accept' ? accept()
+      : step === 'refuse' ? MemorySocket.refused()
+      : step instanceof Error ? MemorySocket.refused(step)
+      : new MemorySocket();
+    sockets.push(socket);
+    return socket;
+  };
+  rig = Rig.memory({ mode: 'custom', customDial, client, ...(random === undefined ? {} : { random }) });
+  return { rig, sockets };
+}
+
+/** Dialled sockets neither connected nor destroyed: the attempts in flight. */
+function inFlight({ rig, sockets }: { rig: Rig; sockets: MemorySocket[] }): number {
+  const connected = new Set(rig.pairs.map((pair) => pair.a));
+  return sockets.filter((socket) => !socket.destroyed && !connected.has(socket)).length;
+}
+
+/** Advances timer by timer to `endMs`; the most attempts in flight after any timer. */
+async function mostInFlightUntil(planned: { rig: Rig; sockets: MemorySocket[] }, endMs: number): Promise<number> {
+  let most = inFlight(planned);
+  while (planned.rig.clock.now() < endMs) {
+    await planned.rig.clock.advanceTo(Math.min(endMs, planned.rig.clock.nextDueMs ?? endMs));
+    most = Math.max(most, inFlight(planned));
+  }
+  return most;
+}
+
+describe('endpoints: overlapping connect attempts', () => {
+  it('while a dial hangs, starts another every connectStaggerMs, never more than the cap in flight, and emits no retry', async () => {
+    const planned = plannedRig(['hang']);
+    const { rig } = planned;
+    await rig.clock.advance(499);
+    expect(rig.dialTimes).toEqual([0]);
+    await rig.clock.advance(1);
+    expect(rig.dialTimes).toEqual([0, 500]);
+    await rig.clock.advance(500);
+    expect(rig.dialTimes).toEqual([0, 500, 1000]);
+
+    // Each attempt keeps its whole connect timeout; the cap is ceil(2000 / 500) = 4.
+    expect(await mostInFlightUntil(planned, 10_000)).toBe(4);
+    expect(rig.dialTimes).toEqual(Array.from({ length: 21 }, (_, i) => i * 500));
+    expect(planned.sockets.slice(0, 17).every((socket) => socket.destroyed)).toBe(true);
+    expect(rig.retries).toEqual([]);
+    expect(rig.client.state).toBe('connecting');
+  });
+
+  it('one attempt every connectStaggerMs also when the timeout is not a multiple of it: ceil(1200 / 500) = 3 in flight', async () => {
+    const planned = plannedRig(['hang'], { connectTimeoutMs: 1200, connectStaggerMs: 500 });
+    expect(await mostInFlightUntil(planned, 5000)).toBe(3);
+    expect(planned.rig.dialTimes).toEqual(Array.from({ length: 11 }, (_, i) => i * 500));
+    expect(planned.rig.retries).toEqual([]);
+  });
+
+  it('at the cap of 8 in flight, the attempt that falls due waits until a pending one times out', async () => {
+    const planned = plannedRig(['hang'], { connectTimeoutMs: 10_000, connectStaggerMs: 500 });
+    const { rig } = planned;
+    await rig.clock.advance(9999);
+    expect(rig.dialTimes).toEqual(Array.from({ length: 8 }, (_, i) => i * 500));
+    expect(inFlight(planned)).toBe(8);
+    // The first attempt times out at 10 s: the attempt due since 4 s takes its place at once.
+    await rig.clock.advance(1);
+    expect(rig.dialTimes.slice(8)).toEqual([10_000]);
+    await rig.clock.advance(500);
+    expect(rig.dialTimes.slice(8)).toEqual([10_000, 10_500]);
+    expect(inFlight(planned)).toBe(8);
+    expect(rig.retries).toEqual([]);
+  });
+
+  it('when the second attempt connects first, the first is destroyed and the link comes up once', async () => {
+    const { rig, sockets } = plannedRig(['hang', 'accept', 'hang']);
+    const up = rig.nextUp();
+    await rig.clock.advance(500);
+    expect(rig.dialTimes).toEqual([0, 500]);
+    // Two attempts: the abandoned one and the one that connected.
+    expect(await up).toMatchObject({ attempts: 2, knownClient: false });
+    expect(sockets[0]?.destroyed).toBe(true);
+    expect(sockets[1]?.destroyed).toBe(false);
+    expect(rig.client.state).toBe('up');
+
+    // No further attempt, and nothing of the abandoned one (its timeout was due at 2 s) fires.
+    await rig.clock.advance(5000);
+    expect(rig.dialTimes).toEqual([0, 500]);
+    expect(rig.pairs).toHaveLength(1);
+    expect(rig.ups).toHaveLength(1);
+    expect(rig.clientUps).toHaveLength(1);
+    expect(rig.linkDowns).toEqual([]);
+    expect(rig.retries).toEqual([]);
+    await openedSession(rig);
+  });
+
+  it('an attempt that fails while another is pending emits no retry and schedules no backoff', async () => {
+    const { rig, sockets } = plannedRig(['hang', 'refuse'], STAGGER, () => 0);
+    await rig.clock.advance(500);
+    await settle();
+    expect(sockets[1]?.destroyed).toBe(true);
+    expect(sockets[0]?.destroyed).toBe(false);
+    expect(rig.retries).toEqual([]);
+    expect(rig.client.state).toBe('connecting');
+    // Only the stagger starts attempts meanwhile; each refused one is only counted.
+    await rig.clock.advance(1499);
+    expect(rig.dialTimes).toEqual([0, 500, 1000, 1500]);
+    expect(rig.retries).toEqual([]);
+
+    // The last pending attempt times out: the next goes at once, is refused, and now backs off,
+    // every failure counted (step min(1000, 100 * 2^4), jitter 0.5).
+    await rig.clock.advance(1);
+    expect(rig.retries).toEqual([
+      { attempt: 4, delayMs: 0, error: 'connect timed out after 2000 ms' },
+      { attempt: 5, delayMs: 500, error: 'connect ECONNREFUSED' },
+    ]);
+    expect(rig.dialTimes).toEqual([0, 500, 1000, 1500, 2000]);
+    expect(rig.client.state).toBe('waiting');
+  });
+
+  it('immediate refusals still back off, delays growing, one attempt per step', async () => {
+    const rig = Rig.memory({
+      mode: 'refuse',
+      client: { ...STAGGER, reconnectBaseDelayMs: 100, reconnectMaxDelayMs: 1000 },
+      random: () => 0,
+    });
+    await settle();
+    await rig.clock.advance(3000);
+    expect(rig.retries.map((retry) => retry.delayMs)).toEqual([50, 100, 200, 400, 500, 500, 500, 500, 500]);
+    expect(rig.retries.map((retry) => retry.attempt)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    // Each dial follows the previous one's delay: no overlapping attempt slipped in.
+    expect(rig.dialTimes).toEqual([0, 50, 150, 350, 750, 1250, 1750, 2250, 2750]);
+  });
+
+  it('an authentication failure ends the pending attempts and is handled as before', async () => {
+    const keyMismatch = Object.assign(new Error('bad record mac'), { code: 'ERR_SSL_SSLV3_ALERT_BAD_RECORD_MAC' });
+    const { rig, sockets } = plannedRig(['hang', keyMismatch], STAGGER, () => 0);
+    await rig.clock.advance(500);
+    await settle();
+    expect(sockets[0]?.destroyed).toBe(true);
+    expect(rig.retries).toHaveLength(1);
+    expect(rig.retries[0]).toMatchObject({ attempt: 1, delayMs: 50 });
+    expect(rig.retries[0]?.error).toMatch(/^TLS authentication with sproxy failed/);
+    expect(rig.client.state).toBe('waiting');
+  });
+
+  it('close() destroys every pending attempt and dials no more', async () => {
+    const planned = plannedRig(['hang']);
+    const { rig, sockets } = planned;
+    await rig.clock.advance(1500);
+    expect(inFlight(planned)).toBe(4);
+    rig.client.close('test over');
+    expect(sockets.every((socket) => socket.destroyed)).toBe(true);
+    await rig.clock.advance(10_000);
+    expect(rig.dialTimes).toHaveLength(4);
+    expect(rig.retries).toEqual([]);
+    expect(rig.client.state).toBe('closed');
   });
 });
 

@@ -12,13 +12,15 @@ describe('cproxy command line', () => {
     expect(options.deadAfterMs).toBe(3000);
     expect(options.resumeWindowMs).toBe(86_400_000);
     expect(options.connectTimeoutMs).toBe(2000);
+    expect(options.connectStaggerMs).toBe(500);
     expect(options.logLevel).toBe('info');
   });
 
   it('takes flags', () => {
     const options = parseCproxyArgs([
       '--listen', '0.0.0.0:7000', '--server', 'sproxy.example:7001', '--heartbeat-interval', '250',
-      '--dead-after', '900', '--resume-window', '60', '--connect-timeout', '500', '--log-level', 'debug',
+      '--dead-after', '900', '--resume-window', '60', '--connect-timeout', '500', '--connect-stagger', '250',
+      '--log-level', 'debug',
     ]);
     expect(options.listen).toEqual({ host: '0.0.0.0', port: 7000 });
     expect(options.server).toEqual({ host: 'sproxy.example', port: 7001 });
@@ -26,7 +28,12 @@ describe('cproxy command line', () => {
     expect(options.deadAfterMs).toBe(900);
     expect(options.resumeWindowMs).toBe(60_000);
     expect(options.connectTimeoutMs).toBe(500);
+    expect(options.connectStaggerMs).toBe(250);
     expect(options.logLevel).toBe('debug');
+  });
+
+  it('lowers the default --connect-stagger to a shorter --connect-timeout', () => {
+    expect(parseCproxyArgs(['--connect-timeout', '400']).connectStaggerMs).toBe(400);
   });
 
   it('takes a bare port for --listen and IPv6 in brackets', () => {
@@ -50,6 +57,7 @@ describe('cproxy command line', () => {
     [['5201', 'far.example'], UsageError, 'the positional form is: cproxy LPORT SPROXY_HOST SPROXY_PORT'],
     [['5201', 'far.example', '6201', '--server', 'x:1'], UsageError, 'give either LPORT SPROXY_HOST SPROXY_PORT or --listen/--server, not both'],
     [['--server'], UsageError, 'Not enough arguments following: server'],
+    [['--connect-timeout', '400', '--connect-stagger', '500'], ConfigError, '--connect-stagger (500) must not be longer than --connect-timeout (400)'],
     [['--target', `${'h'.repeat(260)}:22`], ConfigError, '--target: at most 261 bytes'],
   ])('rejects %j with a one-line reason', (args, errorClass, message) => {
     let caught: unknown;
