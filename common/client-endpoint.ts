@@ -139,6 +139,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       config: this.#config,
       logger: this.#logger,
       copyWrites: options.copyWrites ?? true,
+      clock: this.#clock,
     });
     this.#mux.on('resumed', (summary) => this.#onResumed(summary));
     this.#mux.on('goaway', (reason) => {

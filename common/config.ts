@@ -9,6 +9,11 @@ export interface EngineConfig {
   deadAfterMs: number;
   /** Most unacknowledged payload bytes per session in flight (flow-control window). */
   windowBytes: number;
+  /**
+   * An ack for plain DATA waits this long for a packet of its session to ride on before it goes
+   * out alone. DATA_ACK_REQUEST, FIN and a consumer catching up are acknowledged at once.
+   */
+  ackDelayMs: number;
   /** Largest DATA payload sent. Smaller frames interleave sessions more finely on the link. */
   maxFramePayloadBytes: number;
   /** The link writer stops taking packets from sessions while the socket buffers this much. */
@@ -59,6 +64,7 @@ export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = {
   // change to a keystroke's latency beside a bulk session. A 4 MiB window gained nothing more and
   // let ~4 MB queue in the link's kernel buffers ahead of that keystroke (p99 +3 to +6 ms).
   windowBytes: 2 * 1024 * 1024,
+  ackDelayMs: 10,
   maxFramePayloadBytes: 64 * 1024,
   linkWriteHighWaterBytes: 128 * 1024,
   sessionReadableHighWaterBytes: 64 * 1024,
@@ -99,6 +105,8 @@ export function validateEngineConfig(config: EngineConfig): void {
   }
   requireInteger('maxFramePayloadBytes', config.maxFramePayloadBytes, 1, MAX_PAYLOAD_BYTES);
   requireInteger('windowBytes', config.windowBytes, config.maxFramePayloadBytes, 2 ** 30);
+  // Far below the dead-link timeout, and an ack delayed by more than a heartbeat helps nobody.
+  requireInteger('ackDelayMs', config.ackDelayMs, 0, config.heartbeatIntervalMs);
   requireInteger('linkWriteHighWaterBytes', config.linkWriteHighWaterBytes, 1, 2 ** 30);
   requireInteger('sessionReadableHighWaterBytes', config.sessionReadableHighWaterBytes, 1, 2 ** 30);
   requireInteger('sessionWritableHighWaterBytes', config.sessionWritableHighWaterBytes, 1, 2 ** 30);

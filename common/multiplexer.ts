@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import type { EngineConfig } from './config.js';
 import { LimitError, ProtocolError } from './errors.js';
 import type { Link, LinkHandler } from './link.js';
@@ -8,7 +9,7 @@ import { LINK_SESSION_ID, PacketType, UINT32_MAX } from './protocol/constants.js
 import type { Frame } from './protocol/frame-decoder.js';
 import { decodeOpenTarget, decodeReason, encodeOpenTarget, encodeReason } from './protocol/messages.js';
 import { seqAdd } from './protocol/seq.js';
-import { Session, type FinishReason, type SessionOwner } from './session.js';
+import { Session, type AckTiming, type FinishReason, type SessionOwner } from './session.js';
 
 /** What the multiplexer tells its endpoint. */
 export interface MultiplexerEvents {
@@ -54,6 +55,8 @@ export interface MultiplexerOptions {
   initialSeq?: () => number;
   /** Server side: sessions the peer may hold open at once; an OPEN beyond it is reset. */
   maxSessions?: number;
+  /** Times delayed acks; the system clock by default. */
+  clock?: Clock;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -77,11 +80,15 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   readonly #copyWrites: boolean;
   readonly #initialSeq: () => number;
   readonly #maxSessions: number;
+  readonly #clock: Clock;
   readonly #sessions = new Map<number, Session>();
   /** Sessions with unsent packets, in round-robin order (a Set keeps insertion order). */
   readonly #ready = new Set<Session>();
-  /** Sessions whose ack moved since they last sent one. */
+  /** Sessions whose ack moved since they last sent one, and must send it at the next flush. */
   readonly #acksDue = new Set<Session>();
+  /** Sessions whose ack moved but may wait for a packet to ride on, until #ackTimer fires. */
+  readonly #acksDelayed = new Set<Session>();
+  #ackTimer: TimerHandle | null = null;
   /** Unsequenced packets for the current link, written before any session's. */
   #control: ControlPacket[] = [];
   /** The peer's SYNC list for the link being resumed. */
@@ -100,6 +107,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#copyWrites = options.copyWrites;
     this.#initialSeq = options.initialSeq ?? (() => randomInt(0, UINT32_MAX + 1));
     this.#maxSessions = options.maxSessions ?? Number.POSITIVE_INFINITY;
+    this.#clock = options.clock ?? systemClock;
   }
 
   get phase(): MultiplexerPhase {
@@ -164,6 +172,9 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#control = [];
     this.#ready.clear();
     this.#acksDue.clear();
+    this.#acksDelayed.clear();
+    this.#ackTimer?.cancel();
+    this.#ackTimer = null;
   }
 
   /** Queues a GOAWAY for the current link (the endpoint is closing for good). */
@@ -183,10 +194,11 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   // ── LinkHandler ──────────────────────────────────────────────────────────
 
   onFrame(link: Link, frame: Frame): void {
-    const { header, payload } = frame;
+    // `frame.payload` joins a payload that spanned chunks: only control packets ask for it.
+    const { header } = frame;
     const type = header.type as PacketType;
     if (type === PacketType.GoAway) {
-      const reason = decodeReason(payload);
+      const reason = decodeReason(frame.payload);
       this.#logger.warn({ peer: link.peer, reason }, 'peer is going away');
       this.emit('goaway', reason);
       return;
@@ -197,12 +209,13 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     }
     switch (type) {
       case PacketType.Open:
-        this.#onOpen(header.sessionId, header.seq, header.ack, payload);
+        this.#onOpen(header.sessionId, header.seq, header.ack, frame.payload);
         return;
       case PacketType.Data:
+      case PacketType.DataAckRequest:
       case PacketType.Fin:
       case PacketType.Reset:
-        this.#onSequenced(type, header.sessionId, header.seq, header.ack, payload);
+        this.#onSequenced(type, header.sessionId, header.seq, header.ack, frame.parts);
         return;
       case PacketType.Ack:
         this.#sessions.get(header.sessionId)?.acknowledge(header.ack);
@@ -224,16 +237,32 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#scheduleFlush();
   }
 
-  sessionNeedsAck(session: Session): void {
+  sessionNeedsAck(session: Session, timing: AckTiming): void {
     if (this.#phase !== 'running') return;
-    this.#acksDue.add(session);
-    this.#scheduleFlush();
+    if (timing === 'now') {
+      this.#acksDelayed.delete(session);
+      this.#acksDue.add(session);
+      this.#scheduleFlush();
+      return;
+    }
+    if (this.#acksDue.has(session)) return;
+    this.#acksDelayed.add(session);
+    this.#ackTimer ??= this.#clock.setTimeout(this.#releaseDelayedAcks, this.#config.ackDelayMs);
   }
+
+  /** The delay is over: acks that found no packet to ride on go out on their own. */
+  readonly #releaseDelayedAcks = (): void => {
+    this.#ackTimer = null;
+    for (const session of this.#acksDelayed) this.#acksDue.add(session);
+    this.#acksDelayed.clear();
+    this.#scheduleFlush();
+  };
 
   sessionFinished(session: Session, reason: FinishReason, detail: string): void {
     this.#sessions.delete(session.id);
     this.#ready.delete(session);
     this.#acksDue.delete(session);
+    this.#acksDelayed.delete(session);
     // The peer's last packet (its FIN or RESET) still needs our ack, though we forget the session.
     if (session.ackPending && this.#phase === 'running') {
       this.#control.push({ type: PacketType.Ack, sessionId: session.id, ack: session.takeAck(), payload: EMPTY });
@@ -310,7 +339,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.emit('session', session, target);
   }
 
-  #onSequenced(type: PacketType, sessionId: number, seq: number, ack: number, payload: Buffer): void {
+  #onSequenced(type: PacketType, sessionId: number, seq: number, ack: number, payload: readonly Buffer[]): void {
     const session = this.#sessions.get(sessionId);
     if (session === undefined) {
       // Already forgotten here. A RESET still deserves its ack, so that the peer can forget too.
@@ -377,6 +406,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
         if (packet === null) continue;
         link.writePacket(packet.type, session.id, packet.seq, session.takeAck(), packet.payload);
         this.#acksDue.delete(session);
+        this.#acksDelayed.delete(session);
         if (session.hasUnsent) this.#ready.add(session);
       }
       for (const session of this.#acksDue) {

@@ -183,6 +183,7 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
       logger: this.#logger,
       copyWrites: this.#copyWrites,
       maxSessions: this.#config.maxSessionsPerClient,
+      clock: this.#clock,
     });
     const record: ClientRecord = {
       id: clientId,

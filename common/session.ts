@@ -19,6 +19,13 @@ export type SessionState = 'open' | 'fin-sent' | 'fin-received' | 'fin-both' | '
 /** How a sequenced packet was taken by `receive`. */
 export type ReceiveVerdict = 'accepted' | 'duplicate' | 'ahead';
 
+/**
+ * How soon an ack that moved should reach the peer: `now` when the peer may be waiting on it (it
+ * asked, or its FIN, or our consumer caught up after holding acks back), `delayed` otherwise, so
+ * that it can ride on our next packet of the session instead of costing a packet of its own.
+ */
+export type AckTiming = 'now' | 'delayed';
+
 /** Why a session finished, for the owner's log. */
 export type FinishReason = 'closed' | 'reset-by-peer' | 'reset-sent' | 'lost';
 
@@ -26,8 +33,8 @@ export type FinishReason = 'closed' | 'reset-by-peer' | 'reset-sent' | 'lost';
 export interface SessionOwner {
   /** New packets are queued for the link. */
   sessionHasOutput(session: Session): void;
-  /** The session's cumulative ack moved and should reach the peer. */
-  sessionNeedsAck(session: Session): void;
+  /** The session's cumulative ack moved and should reach the peer, as soon as `timing` says. */
+  sessionNeedsAck(session: Session, timing: AckTiming): void;
   /** The session's protocol state is finished: forget it. Called once. */
   sessionFinished(session: Session, reason: FinishReason, detail: string): void;
 }
@@ -72,6 +79,9 @@ export class Session extends Duplex {
   readonly #windowBytes: number;
   readonly #maxFramePayloadBytes: number;
   readonly #copyWrites: boolean;
+  /** A DATA_ACK_REQUEST goes out each time this many payload bytes were sent since the last one. */
+  readonly #ackRequestEveryBytes: number;
+  #bytesSinceAckRequest = 0;
   #state: SessionState = 'open';
   /** Seq the next queued packet gets. */
   #sendNext: number;
@@ -103,6 +113,9 @@ export class Session extends Duplex {
     this.#windowBytes = options.windowBytes;
     this.#maxFramePayloadBytes = options.maxFramePayloadBytes;
     this.#copyWrites = options.copyWrites;
+    // A quarter of the window: the peer's ack is asked for while three quarters are still free, so
+    // the window never runs dry waiting for an ack the peer chose to delay.
+    this.#ackRequestEveryBytes = Math.max(1, Math.floor(options.windowBytes / 4));
     // The queue's bound: the window, the one frame that may cross it, and a RESET's reason.
     this.#queue = new RetransmitQueue(options.windowBytes + options.maxFramePayloadBytes + MAX_REASON_BYTES);
     this.#sendNext = options.sendSeq;
@@ -162,7 +175,7 @@ export class Session extends Duplex {
     this.#initialReceiveSeq = seqAdd(this.#receiveNext, -1);
     // The OPEN itself must be acknowledged, so that the peer can drop it from its queue.
     this.#ackSent = this.#initialReceiveSeq;
-    this.#owner.sessionNeedsAck(this);
+    this.#owner.sessionNeedsAck(this, 'now');
   }
 
   /** Next packet to write on the link, or null. The caller stamps the current ack on it. */
@@ -197,34 +210,47 @@ export class Session extends Duplex {
    * Takes one sequenced packet from the peer. Only the packet whose seq is the one expected is
    * delivered; older ones are duplicates of what was already delivered and are ignored.
    */
-  receive(type: PacketType, seq: number, payload: Buffer): ReceiveVerdict {
+  receive(type: PacketType, seq: number, payload: Buffer | readonly Buffer[]): ReceiveVerdict {
     if (seq !== this.#receiveNext) return seqBefore(seq, this.#receiveNext) ? 'duplicate' : 'ahead';
     if (this.#state === 'finished') return 'duplicate';
     switch (type) {
       case PacketType.Data:
         this.#onData(payload);
-        break;
+        this.#owner.sessionNeedsAck(this, 'delayed');
+        return 'accepted';
+      case PacketType.DataAckRequest:
+        this.#onData(payload);
+        this.#owner.sessionNeedsAck(this, 'now');
+        return 'accepted';
       case PacketType.Fin:
         this.#onFin();
-        break;
+        this.#owner.sessionNeedsAck(this, 'now');
+        return 'accepted';
       case PacketType.Reset:
-        this.#onReset(decodeReason(payload));
+        this.#onReset(decodeReason(Buffer.isBuffer(payload) ? payload : Buffer.concat(payload)));
         return 'accepted';
       default:
         throw new ProtocolError(`session ${this.id}: unexpected sequenced packet type ${type}`);
     }
-    this.#owner.sessionNeedsAck(this);
-    return 'accepted';
   }
 
-  #onData(payload: Buffer): void {
+  /** `payload`: one buffer, or the slices of received chunks it arrived in (delivered as they are). */
+  #onData(payload: Buffer | readonly Buffer[]): void {
     if (this.#state === 'fin-received' || this.#state === 'fin-both') {
       throw new ProtocolError(`session ${this.id}: DATA after FIN`);
     }
     this.#receiveNext = seqAdd(this.#receiveNext, 1);
     // A destroyed stream takes nothing more; its bytes are acknowledged and dropped, as TCP does after close.
-    if (payload.length > 0 && !this.destroyed && !this.push(payload)) this.#consumerBehind = true;
+    if (Buffer.isBuffer(payload)) {
+      this.#deliver(payload);
+    } else {
+      for (const part of payload) this.#deliver(part);
+    }
     if (!this.#consumerBehind) this.#ackable = this.#receiveNext;
+  }
+
+  #deliver(bytes: Buffer): void {
+    if (bytes.length > 0 && !this.destroyed && !this.push(bytes)) this.#consumerBehind = true;
   }
 
   #onFin(): void {
@@ -250,7 +276,8 @@ export class Session extends Duplex {
   #catchUpAck(): void {
     this.#consumerBehind = false;
     this.#ackable = this.#receiveNext;
-    if (this.ackPending) this.#owner.sessionNeedsAck(this);
+    // The peer's window may be full of what we held back: it is waiting for this ack.
+    if (this.ackPending) this.#owner.sessionNeedsAck(this, 'now');
   }
 
   #onReset(reason: string): void {
@@ -352,7 +379,7 @@ export class Session extends Duplex {
     let queued = false;
     while (pending.offset < pending.chunk.length && this.#queue.bytes < this.#windowBytes) {
       const end = Math.min(pending.chunk.length, pending.offset + this.#maxFramePayloadBytes);
-      this.#append(PacketType.Data, pending.chunk.subarray(pending.offset, end));
+      this.#append(this.#nextDataType(end - pending.offset), pending.chunk.subarray(pending.offset, end));
       pending.offset = end;
       queued = true;
     }
@@ -361,6 +388,17 @@ export class Session extends Duplex {
       this.#pendingWrite = null;
       pending.callback();
     }
+  }
+
+  /**
+   * DATA, except once per quarter window a DATA_ACK_REQUEST: the peer delays its acks for plain
+   * DATA (hoping to piggyback them), and this bounds how much of our window that may hold up.
+   */
+  #nextDataType(bytes: number): PacketType {
+    this.#bytesSinceAckRequest += bytes;
+    if (this.#bytesSinceAckRequest < this.#ackRequestEveryBytes) return PacketType.Data;
+    this.#bytesSinceAckRequest = 0;
+    return PacketType.DataAckRequest;
   }
 
   #append(type: PacketType, payload: Buffer): void {

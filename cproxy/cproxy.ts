@@ -1,6 +1,6 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { formatHostPort } from '../common/address.js';
-import { bridgeSocket } from '../common/bridge.js';
+import { bridgeSocket, LOCAL_SOCKET_HIGH_WATER_BYTES } from '../common/bridge.js';
 import { ClientEndpoint } from '../common/client-endpoint.js';
 import { listenOn } from '../common/listen.js';
 import { describeError, type Logger } from '../common/logger.js';
@@ -42,7 +42,7 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
     logger.warn({ server: serverName }, 'no shared secret: the link is neither encrypted nor authenticated');
   }
   const target = options.target === null ? undefined : formatHostPort(options.target);
-  const server: Server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+  const server: Server = createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: LOCAL_SOCKET_HIGH_WATER_BYTES }, (socket) => {
     if (endpoint.authenticationFailed) {
       // Holding the connection would only make the application wait for a link that cannot come.
       logger.warn({ from: `${socket.remoteAddress}:${socket.remotePort}` }, 'connection refused: authentication with sproxy is failing');

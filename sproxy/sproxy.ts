@@ -1,6 +1,6 @@
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, type AddressInfo, type NetConnectOpts, type Socket } from 'node:net';
 import { formatHostPort, type HostPort } from '../common/address.js';
-import { bridgeSocket } from '../common/bridge.js';
+import { bridgeSocket, LOCAL_SOCKET_HIGH_WATER_BYTES } from '../common/bridge.js';
 import { listenOn } from '../common/listen.js';
 import { describeError, type Logger } from '../common/logger.js';
 import { ServerEndpoint } from '../common/server-endpoint.js';
@@ -122,7 +122,15 @@ function connectTarget(session: Session, context: SessionContext, target: HostPo
     logger.debug({ ...label, reason: describeError(error) }, 'session ended before the target connected');
   };
   session.on('error', onEarlySessionError);
-  const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+  // `highWaterMark` reaches the Socket's stream options; @types/node does not list it for connect().
+  const connectOptions: NetConnectOpts & { highWaterMark: number } = {
+    host: target.host,
+    port: target.port,
+    allowHalfOpen: true,
+    noDelay: true,
+    highWaterMark: LOCAL_SOCKET_HIGH_WATER_BYTES,
+  };
+  const socket = connect(connectOptions);
   const timer = setTimeout(
     () => socket.destroy(new Error(`no answer within ${TARGET_CONNECT_TIMEOUT_MS} ms`)),
     TARGET_CONNECT_TIMEOUT_MS,

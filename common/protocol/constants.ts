@@ -26,8 +26,8 @@ export const MAX_PAYLOAD_BYTES = 64 * 1024;
 /** Session id 0 addresses the link itself (heartbeats, handshake, resume markers). */
 export const LINK_SESSION_ID = 0;
 
-/** Protocol version carried in HELLO and WELCOME (§3). */
-export const PROTOCOL_VERSION = 1;
+/** Protocol version carried in HELLO and WELCOME (§3). 2 added DATA_ACK_REQUEST. */
+export const PROTOCOL_VERSION = 2;
 
 /** Length of the random client identity carried in HELLO (§3). */
 export const CLIENT_ID_BYTES = 16;
@@ -65,10 +65,15 @@ export enum PacketType {
   Ack = 9,
   /** Link level, not sequenced. The sender is closing the link for good; payload: UTF-8 reason. */
   GoAway = 10,
+  /**
+   * Sequenced. DATA whose sender asks for an ack at once (§4.6): it has sent a quarter of its
+   * window since it last asked. Other DATA may be acknowledged after a short delay.
+   */
+  DataAckRequest = 11,
 }
 
 /** One more than the largest defined packet type: anything at or above it is unknown. */
-export const PACKET_TYPE_LIMIT = PacketType.GoAway + 1;
+export const PACKET_TYPE_LIMIT = PacketType.DataAckRequest + 1;
 
 /** Why a GOAWAY was sent, in its `ack` field (§2): lets the client tell a refusal it must act on. */
 export enum GoAwayCode {

@@ -2,10 +2,16 @@ import { BufferLimitError, FrameTooLargeError, UnknownPacketTypeError } from '..
 import { HEADER_SIZE, MAX_PAYLOAD_BYTES, PACKET_TYPE_LIMIT } from './constants.js';
 import { decodeHeader, type PacketHeader } from './header.js';
 
-/** One whole packet off the wire. `payload` may be a view into a received chunk: do not mutate it. */
+/** One whole packet off the wire. Its buffers may be views into received chunks: do not mutate them. */
 export interface Frame {
-  header: PacketHeader;
-  payload: Buffer;
+  readonly header: PacketHeader;
+  /**
+   * The payload as received, never copied: one slice of a chunk, several when it spanned chunks,
+   * none when empty. DATA is delivered from these, so a frame split by TCP costs no copy.
+   */
+  readonly parts: readonly Buffer[];
+  /** The payload in one buffer, for the control payloads that are parsed; joined on first use. */
+  readonly payload: Buffer;
 }
 
 export interface FrameDecoderOptions {
@@ -14,12 +20,29 @@ export interface FrameDecoderOptions {
 }
 
 const EMPTY = Buffer.alloc(0);
+const NO_PARTS: readonly Buffer[] = [];
+
+class DecodedFrame implements Frame {
+  #payload: Buffer | null;
+
+  constructor(
+    readonly header: PacketHeader,
+    readonly parts: readonly Buffer[],
+  ) {
+    this.#payload = parts.length === 0 ? EMPTY : parts.length === 1 ? (parts[0] as Buffer) : null;
+  }
+
+  get payload(): Buffer {
+    this.#payload ??= Buffer.concat(this.parts as Buffer[]);
+    return this.#payload;
+  }
+}
 
 /**
  * Streaming decoder: bytes in, whole frames out. Handles partial headers, payloads split across
- * chunks and many frames in one chunk. It keeps the received chunks in a list and copies only when
- * a header or payload straddles two chunks. After it throws, the stream is out of sync and the
- * decoder must be discarded together with its link.
+ * chunks and many frames in one chunk. It keeps the received chunks in a list and hands a payload
+ * on as slices of them, so it copies only a header that straddles two chunks (20 bytes). After it
+ * throws, the stream is out of sync and the decoder must be discarded together with its link.
  */
 export class FrameDecoder {
   #maxPayloadBytes: number;
@@ -85,9 +108,9 @@ export class FrameDecoder {
     }
     const header: PacketHeader = this.#pendingHeader;
     if (this.#bufferedBytes < header.length) return this.#drained();
-    const payload = header.length === 0 ? EMPTY : this.#consume(header.length);
+    const parts = header.length === 0 ? NO_PARTS : this.#consumeParts(header.length);
     this.#pendingHeader = null;
-    return { header, payload };
+    return new DecodedFrame(header, parts);
   }
 
   /** No whole frame is left: what remains must fit the bound. */
@@ -99,7 +122,27 @@ export class FrameDecoder {
     return null;
   }
 
-  /** Removes and returns the next `n` bytes (n <= bufferedBytes); copies only across chunks. */
+  /** Removes the next `n` bytes (0 < n <= bufferedBytes) and returns them as slices, uncopied. */
+  #consumeParts(n: number): Buffer[] {
+    this.#bufferedBytes -= n;
+    const parts: Buffer[] = [];
+    let needed = n;
+    while (needed > 0) {
+      const chunk = this.#chunks[0] as Buffer;
+      if (chunk.length <= needed) {
+        parts.push(chunk);
+        this.#chunks.shift();
+        needed -= chunk.length;
+      } else {
+        parts.push(chunk.subarray(0, needed));
+        this.#chunks[0] = chunk.subarray(needed);
+        needed = 0;
+      }
+    }
+    return parts;
+  }
+
+  /** Removes and returns the next `n` bytes (n <= bufferedBytes) in one buffer; copies only across chunks. */
   #consume(n: number): Buffer {
     this.#bufferedBytes -= n;
     const first = this.#chunks[0] as Buffer;

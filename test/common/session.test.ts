@@ -9,6 +9,7 @@ import { catchError } from '../helpers/expect-error.js';
 import type { QueuedPacket } from '../../common/retransmit-queue.js';
 import {
   Session,
+  type AckTiming,
   type FinishReason,
   type ReceiveVerdict,
   type SessionOptions,
@@ -19,14 +20,16 @@ import {
 class RecordingOwner implements SessionOwner {
   outputCalls = 0;
   ackCalls = 0;
+  readonly ackTimings: AckTiming[] = [];
   readonly finished: { reason: FinishReason; detail: string }[] = [];
 
   sessionHasOutput(): void {
     this.outputCalls++;
   }
 
-  sessionNeedsAck(): void {
+  sessionNeedsAck(_session: Session, timing: AckTiming): void {
     this.ackCalls++;
+    this.ackTimings.push(timing);
   }
 
   sessionFinished(_session: Session, reason: FinishReason, detail: string): void {
@@ -355,7 +358,13 @@ describe('Session: sending', () => {
         session.acknowledge(acked);
       }
     }
-    expect(packets.map((packet) => packet.type)).toEqual([PacketType.Data, PacketType.Data, PacketType.Data, PacketType.Fin]);
+    // Each frame fills the whole window, so each asks for its ack at once.
+    expect(packets.map((packet) => packet.type)).toEqual([
+      PacketType.DataAckRequest,
+      PacketType.DataAckRequest,
+      PacketType.DataAckRequest,
+      PacketType.Fin,
+    ]);
     expect(packets.map((packet) => packet.seq)).toEqual([100, 101, 102, 103]);
   });
 });
@@ -491,6 +500,67 @@ describe('Session: close and reset', () => {
     expect(owner.finished).toEqual([{ reason: 'closed', detail: 'completed at the peer' }]);
     session.settleCompletedAtPeer();
     expect(owner.finished).toHaveLength(1);
+  });
+});
+
+describe('Session: when acks are asked for', () => {
+  it('sends DATA_ACK_REQUEST once per quarter of the window, DATA otherwise', async () => {
+    // 4096-byte window, 256-byte frames: a quarter is 1024 bytes, i.e. every 4th frame.
+    const { session } = makeSession();
+    await trackedWrite(session, Buffer.alloc(12 * 256)).done;
+    const types = takeAll(session).map((packet) => packet.type);
+    const quarter = [PacketType.Data, PacketType.Data, PacketType.Data, PacketType.DataAckRequest];
+    expect(types).toEqual([...quarter, ...quarter, ...quarter]);
+  });
+
+  it('counts bytes, not frames, across writes of any size', async () => {
+    const { session } = makeSession();
+    for (let i = 0; i < 10; i++) await trackedWrite(session, Buffer.alloc(100)).done; // 1000 bytes
+    expect(takeAll(session).every((packet) => packet.type === PacketType.Data)).toBe(true);
+    await trackedWrite(session, Buffer.alloc(24)).done; // 1024: a quarter
+    expect(takeAll(session).map((packet) => packet.type)).toEqual([PacketType.DataAckRequest]);
+  });
+
+  it('lets the ack of plain DATA wait, but wants it now for DATA_ACK_REQUEST, FIN and a catch-up', async () => {
+    const { session, owner } = makeSession({ readableHighWaterMark: 4 });
+    session.receive(PacketType.Data, RECEIVE_SEQ, Buffer.from('ab'));
+    session.receive(PacketType.DataAckRequest, RECEIVE_SEQ + 1, Buffer.from('cdef')); // the buffer reaches its mark
+    session.receive(PacketType.Fin, RECEIVE_SEQ + 2, Buffer.alloc(0));
+    expect(owner.ackTimings).toEqual(['delayed', 'now', 'now']);
+    expect(session.ackable).toBe(RECEIVE_SEQ + 1); // held back at the mark: the consumer is behind
+    session.resume();
+    await once(session, 'end');
+    expect(session.ackable).toBe(RECEIVE_SEQ + 3);
+    expect(owner.ackTimings).toEqual(['delayed', 'now', 'now', 'now']);
+  });
+
+  it('delivers a payload received in slices in order, as one packet', async () => {
+    const { session } = makeSession();
+    const received = readAll(session);
+    expect(session.receive(PacketType.Data, RECEIVE_SEQ, [Buffer.from('sl'), Buffer.from('ic'), Buffer.from('ed')])).toBe('accepted');
+    expect(session.ackable).toBe(RECEIVE_SEQ + 1);
+    session.receive(PacketType.Fin, RECEIVE_SEQ + 1, []);
+    expect((await received).toString()).toBe('sliced');
+  });
+
+  it('reads a RESET reason that arrived in slices', async () => {
+    const { session } = makeSession();
+    const reason = encodeReason('target went away');
+    const failed = once(session, 'error').then(([error]) => error as Error);
+    session.receive(PacketType.Reset, RECEIVE_SEQ, [reason.subarray(0, 5), reason.subarray(5)]);
+    const error = await failed;
+    expect(error).toBeInstanceOf(SessionResetError);
+    expect(error.message).toContain('target went away');
+  });
+
+  it('delivers DATA_ACK_REQUEST bytes like DATA, exactly once', async () => {
+    const { session } = makeSession();
+    const received = readAll(session);
+    expect(session.receive(PacketType.DataAckRequest, RECEIVE_SEQ, Buffer.from('one '))).toBe('accepted');
+    expect(session.receive(PacketType.DataAckRequest, RECEIVE_SEQ, Buffer.from('one '))).toBe('duplicate');
+    expect(session.receive(PacketType.Data, RECEIVE_SEQ + 1, Buffer.from('two'))).toBe('accepted');
+    session.receive(PacketType.Fin, RECEIVE_SEQ + 2, Buffer.alloc(0));
+    expect((await received).toString()).toBe('one two');
   });
 });
 

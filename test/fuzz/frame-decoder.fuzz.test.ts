@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EternalError } from '../../common/errors.js';
-import { HEADER_SIZE, MAX_PAYLOAD_BYTES } from '../../common/protocol/constants.js';
+import { HEADER_SIZE, MAX_PAYLOAD_BYTES, PACKET_TYPE_LIMIT } from '../../common/protocol/constants.js';
 import { FrameDecoder } from '../../common/protocol/frame-decoder.js';
 import { HELLO_PAYLOAD_BYTES } from '../../common/protocol/messages.js';
 import {
@@ -230,7 +230,7 @@ describe('FrameDecoder fuzz', () => {
         expect(decoder.bufferedBytes).toBe(0);
       }
     }
-    for (const type of [0xffff_ffff, 0x8000_0000, 11]) {
+    for (const type of [0xffff_ffff, 0x8000_0000, PACKET_TYPE_LIMIT]) {
       const header = Buffer.alloc(HEADER_SIZE);
       header.writeUInt32BE(type, 0);
       header.writeUInt32BE(0xffff_ffff, 16);

@@ -159,6 +159,27 @@ describe('FrameDecoder: splits and coalescing', () => {
     expect(frame?.payload[0]).toBe(0x21);
   });
 
+  it('hands a payload spanning three chunks on as three views of them, copying nothing', () => {
+    const bytes = frameBytes({ type: PacketType.Data, sessionId: 1, seq: 0, ack: 0 }, Buffer.from('0123456789'));
+    const chunks = [bytes.subarray(0, HEADER_SIZE + 3), bytes.subarray(HEADER_SIZE + 3, HEADER_SIZE + 7), bytes.subarray(HEADER_SIZE + 7)].map(
+      (chunk) => Buffer.from(chunk), // each chunk its own memory, as socket reads are
+    );
+    const decoder = new FrameDecoder();
+    const frames = chunks.flatMap((chunk) => decoder.push(chunk));
+    expect(frames).toHaveLength(1);
+    const parts = frames[0]?.parts ?? [];
+    expect(parts.map((part) => part.toString())).toEqual(['012', '3456', '789']);
+    parts.forEach((part, i) => expect(part.buffer).toBe(chunks[i]?.buffer));
+    // Joined only when asked, for the control payloads that are parsed.
+    expect(frames[0]?.payload.toString()).toBe('0123456789');
+  });
+
+  it('gives an empty payload no parts', () => {
+    const [frame] = new FrameDecoder().push(encodeHeader({ type: PacketType.Ack, sessionId: 1, seq: 0, ack: 5, length: 0 }));
+    expect(frame?.parts).toEqual([]);
+    expect(frame?.payload.length).toBe(0);
+  });
+
   it('accepts a payload of exactly maxPayloadBytes', () => {
     const payload = Buffer.alloc(MAX_PAYLOAD_BYTES, 0x42);
     const decoder = new FrameDecoder();
@@ -206,7 +227,7 @@ describe('FrameDecoder: limits and bad input', () => {
   });
 
   it('accepts every defined type, the last one being PACKET_TYPE_LIMIT - 1', () => {
-    expect(PACKET_TYPE_LIMIT - 1).toBe(PacketType.GoAway);
+    expect(PACKET_TYPE_LIMIT - 1).toBe(PacketType.DataAckRequest);
     const decoder = new FrameDecoder();
     const stream = Buffer.concat(
       Array.from({ length: PACKET_TYPE_LIMIT }, (_, type) => encodeHeader({ type, sessionId: 0, seq: 0, ack: 0, length: 0 })),

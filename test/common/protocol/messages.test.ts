@@ -28,7 +28,7 @@ describe('HELLO', () => {
     expect(HELLO_PAYLOAD_BYTES).toBe(52);
     expect(encodeHello(CLIENT_ID, TOKEN).toString('hex')).toBe(
       [
-        '00000001', // protocol version 1
+        '00000002', // protocol version 2
         '00112233445566778899aabbccddeeff', // 16-byte client id
         'f0e1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff', // 32-byte resume token
       ].join(''),
@@ -71,7 +71,7 @@ describe('HELLO', () => {
     expectHandshakeError(() => decodeHello(Buffer.alloc(length)), `HELLO payload must be 52 bytes, got ${length}`);
   });
 
-  it.each([0, 2, 0xffffffff])('rejects protocol version %d with HandshakeError', (version) => {
+  it.each([0, 1, 3, 0xffffffff])('rejects protocol version %d with HandshakeError', (version) => {
     const payload = encodeHello(CLIENT_ID, TOKEN);
     payload.writeUInt32BE(version, 0);
     expectHandshakeError(() => decodeHello(payload), `unsupported protocol version ${version}`);
@@ -83,13 +83,13 @@ describe('WELCOME', () => {
     expect(WELCOME_PAYLOAD_BYTES).toBe(8);
     expect(encodeWelcome(true).toString('hex')).toBe(
       [
-        '00000001', // protocol version 1
+        '00000002', // protocol version 2
         '00000001', // flags: bit 0 = known client (a resume)
       ].join(''),
     );
     expect(encodeWelcome(false).toString('hex')).toBe(
       [
-        '00000001', // protocol version 1
+        '00000002', // protocol version 2
         '00000000', // flags: none (a fresh start)
       ].join(''),
     );
@@ -100,7 +100,7 @@ describe('WELCOME', () => {
   });
 
   it('ignores flag bits it does not define', () => {
-    const payload = Buffer.from('00000001fffffffe', 'hex');
+    const payload = Buffer.from('00000002fffffffe', 'hex');
     expect(decodeWelcome(payload).knownClient).toBe(false);
     payload.writeUInt32BE(0xffffffff, 4);
     expect(decodeWelcome(payload).knownClient).toBe(true);
@@ -112,8 +112,8 @@ describe('WELCOME', () => {
 
   it('rejects another protocol version with HandshakeError', () => {
     const payload = encodeWelcome(true);
-    payload.writeUInt32BE(2, 0);
-    expectHandshakeError(() => decodeWelcome(payload), 'unsupported protocol version 2');
+    payload.writeUInt32BE(1, 0);
+    expectHandshakeError(() => decodeWelcome(payload), 'unsupported protocol version 1');
   });
 });
 

@@ -1,0 +1,136 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_ENGINE_CONFIG } from '../../common/config.js';
+import { LinkClosedError } from '../../common/errors.js';
+import { createLink } from '../../common/link.js';
+import { silentLogger } from '../../common/logger.js';
+import { Multiplexer } from '../../common/multiplexer.js';
+import { LINK_SESSION_ID, PacketType } from '../../common/protocol/constants.js';
+import { FrameDecoder, type Frame } from '../../common/protocol/frame-decoder.js';
+import { encodeHeader } from '../../common/protocol/header.js';
+import type { Session } from '../../common/session.js';
+import { useCleanup } from '../helpers/cleanup.js';
+import { MemorySocket, settle } from '../helpers/duplex-pair.js';
+import { ManualClock } from '../helpers/manual-clock.js';
+
+const onCleanup = useCleanup();
+
+const ACK_DELAY_MS = 10;
+/** The peer's first seq on session 1; our first seq there is announced in its OPEN's ack field. */
+const PEER_SEQ = 1000;
+const OUR_SEQ = 5000;
+
+/** The client as the test plays it: raw frames in and out of a server-side multiplexer. */
+class Peer {
+  readonly frames: Frame[] = [];
+  readonly #decoder = new FrameDecoder();
+
+  constructor(readonly socket: MemorySocket) {
+    socket.on('data', (chunk: Buffer) => this.frames.push(...this.#decoder.push(chunk)));
+    socket.on('error', () => {});
+  }
+
+  send(type: PacketType, sessionId: number, seq: number, ack: number, payload = Buffer.alloc(0)): void {
+    this.socket.write(Buffer.concat([encodeHeader({ type, sessionId, seq, ack, length: payload.length }), payload]));
+  }
+
+  /** Pure ACKs received so far, as their ack values. */
+  acks(): number[] {
+    return this.frames.filter((frame) => frame.header.type === PacketType.Ack).map((frame) => frame.header.ack);
+  }
+
+  take(type: PacketType): Frame[] {
+    return this.frames.filter((frame) => frame.header.type === type);
+  }
+}
+
+/** A server multiplexer on a running link with session 1 opened by the peer (its OPEN acknowledged). */
+async function runningSession(): Promise<{ clock: ManualClock; peer: Peer; session: Session }> {
+  const clock = new ManualClock();
+  const [near, far] = MemorySocket.pair();
+  const peer = new Peer(far);
+  const config = { ...DEFAULT_ENGINE_CONFIG, ackDelayMs: ACK_DELAY_MS, heartbeatIntervalMs: 60_000, deadAfterMs: 120_000 };
+  const link = createLink(near, 'memory', config, clock);
+  onCleanup(() => {
+    link.fail(new LinkClosedError('test over'));
+    far.destroy();
+  });
+  const mux = new Multiplexer({ role: 'server', config, logger: silentLogger, copyWrites: true, clock });
+  const opened = new Promise<Session>((resolve) => mux.once('session', (session) => resolve(session)));
+  mux.attach(link, true);
+  peer.send(PacketType.SyncEnd, LINK_SESSION_ID, 0, 0);
+  peer.send(PacketType.Open, 1, PEER_SEQ, OUR_SEQ);
+  const session = await opened;
+  await settle();
+  expect(mux.phase).toBe('running');
+  expect(peer.acks()).toEqual([PEER_SEQ + 1]); // the OPEN, at once
+  peer.frames.length = 0;
+  return { clock, peer, session };
+}
+
+describe('Multiplexer: delayed acks', () => {
+  it('holds the ack of plain DATA for ackDelayMs, then sends one ACK for everything', async () => {
+    const { clock, peer, session } = await runningSession();
+    session.resume();
+    peer.send(PacketType.Data, 1, PEER_SEQ + 1, OUR_SEQ, Buffer.from('one'));
+    peer.send(PacketType.Data, 1, PEER_SEQ + 2, OUR_SEQ, Buffer.from('two'));
+    await settle();
+    expect(peer.acks()).toEqual([]);
+
+    await clock.advance(ACK_DELAY_MS - 1);
+    expect(peer.acks()).toEqual([]);
+    await clock.advance(1);
+    expect(peer.acks()).toEqual([PEER_SEQ + 3]);
+
+    // Nothing more is owed: the timer is not left running for nothing.
+    await clock.advance(10 * ACK_DELAY_MS);
+    expect(peer.acks()).toEqual([PEER_SEQ + 3]);
+    expect(clock.pendingTimers).toBe(2); // the link's heartbeat and deadline only
+  });
+
+  it('lets the ack ride on a reply written within the delay: no ACK packet at all', async () => {
+    const { clock, peer, session } = await runningSession();
+    session.on('data', (chunk: Buffer) => session.write(Buffer.from(chunk.toString().toUpperCase())));
+    peer.send(PacketType.Data, 1, PEER_SEQ + 1, OUR_SEQ, Buffer.from('ping'));
+    await settle();
+    const [reply] = peer.take(PacketType.Data);
+    expect(reply?.payload.toString()).toBe('PING');
+    expect(reply?.header.ack).toBe(PEER_SEQ + 2);
+
+    await clock.advance(10 * ACK_DELAY_MS);
+    expect(peer.acks()).toEqual([]);
+  });
+
+  it('answers DATA_ACK_REQUEST and FIN at once, without waiting for the clock', async () => {
+    const { peer, session } = await runningSession();
+    session.resume();
+    peer.send(PacketType.DataAckRequest, 1, PEER_SEQ + 1, OUR_SEQ, Buffer.from('bulk'));
+    await settle();
+    expect(peer.acks()).toEqual([PEER_SEQ + 2]);
+
+    peer.send(PacketType.Data, 1, PEER_SEQ + 2, OUR_SEQ, Buffer.from('tail'));
+    peer.send(PacketType.Fin, 1, PEER_SEQ + 3, OUR_SEQ);
+    await settle();
+    expect(peer.acks()).toEqual([PEER_SEQ + 2, PEER_SEQ + 4]);
+  });
+
+  it('asks for acks once per quarter window when sending bulk, and they keep the window open', async () => {
+    const { peer, session } = await runningSession();
+    const frame = DEFAULT_ENGINE_CONFIG.maxFramePayloadBytes;
+    const total = 2 * DEFAULT_ENGINE_CONFIG.windowBytes;
+    // The peer acks only what it is asked to ack, at once: plain DATA gets no ack at all here
+    // (the clock never moves), so the transfer completes only if the requests keep coming.
+    peer.socket.on('data', () => {
+      const last = peer.take(PacketType.DataAckRequest).at(-1);
+      if (last !== undefined) peer.send(PacketType.Ack, 1, 0, (last.header.seq + 1) >>> 0);
+    });
+    const written = new Promise<void>((resolve, reject) => session.write(Buffer.alloc(total, 0x61), (error) => (error ? reject(error) : resolve())));
+    await written;
+    await settle();
+    const data = [...peer.take(PacketType.Data), ...peer.take(PacketType.DataAckRequest)];
+    expect(data.reduce((sum, f) => sum + f.payload.length, 0)).toBe(total);
+    const requests = peer.take(PacketType.DataAckRequest).length;
+    const quarter = DEFAULT_ENGINE_CONFIG.windowBytes / 4;
+    expect(requests).toBe(total / quarter);
+    expect(data.length).toBe(total / frame);
+  });
+});
