@@ -379,7 +379,9 @@ export class Session extends Duplex {
     let queued = false;
     while (pending.offset < pending.chunk.length && this.#queue.bytes < this.#windowBytes) {
       const end = Math.min(pending.chunk.length, pending.offset + this.#maxFramePayloadBytes);
-      this.#append(this.#nextDataType(end - pending.offset), pending.chunk.subarray(pending.offset, end));
+      // A chunk that fits one frame (the usual socket read) is queued as it is, not as a view of itself.
+      const payload = pending.offset === 0 && end === pending.chunk.length ? pending.chunk : pending.chunk.subarray(pending.offset, end);
+      this.#append(this.#nextDataType(payload.length), payload);
       pending.offset = end;
       queued = true;
     }
