@@ -399,19 +399,18 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     if (this.#phase === 'running') {
       // Round robin, one packet per session per turn, so that a bulk session cannot bury another's
       // packets behind its backlog; stop while the socket holds more than its high-water mark.
-      while (this.#ready.size > 0 && link.writable) {
-        for (const session of this.#ready) {
-          this.#ready.delete(session);
-          const packet = session.takeNextPacket();
-          if (packet !== null) {
-            link.writePacket(packet.type, session.id, packet.seq, session.takeAck(), packet.payload);
-            this.#acksDue.delete(session);
-            this.#acksDelayed.delete(session);
-          }
-          // Re-added at the back of the turn order; a Set's iterator visits it again after the others.
-          if (session.hasUnsent) this.#ready.add(session);
-          if (!link.writable) break;
+      // A session re-added to the Set goes to the back of the turn order, and the iterator visits it
+      // again after the others: one loop serves every turn until nothing is ready.
+      for (const session of this.#ready) {
+        if (!link.writable) break;
+        this.#ready.delete(session);
+        const packet = session.takeNextPacket();
+        if (packet !== null) {
+          link.writePacket(packet.type, session.id, packet.seq, session.takeAck(), packet.payload);
+          this.#acksDue.delete(session);
+          this.#acksDelayed.delete(session);
         }
+        if (session.hasUnsent) this.#ready.add(session);
       }
       for (const session of this.#acksDue) {
         if (session.ackPending) link.writePacket(PacketType.Ack, session.id, 0, session.takeAck(), EMPTY);

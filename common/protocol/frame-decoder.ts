@@ -144,26 +144,14 @@ export class FrameDecoder {
 
   /** Removes and returns the next `n` bytes (n <= bufferedBytes) in one buffer; copies only across chunks. */
   #consume(n: number): Buffer {
-    this.#bufferedBytes -= n;
     const first = this.#chunks[0] as Buffer;
-    if (first.length > n) {
-      this.#chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
+    if (first.length < n) return Buffer.concat(this.#consumeParts(n), n);
+    this.#bufferedBytes -= n;
     if (first.length === n) {
       this.#chunks.shift();
       return first;
     }
-    const out = Buffer.allocUnsafe(n);
-    let filled = 0;
-    while (filled < n) {
-      const chunk = this.#chunks[0] as Buffer;
-      const take = Math.min(chunk.length, n - filled);
-      chunk.copy(out, filled, 0, take);
-      filled += take;
-      if (take === chunk.length) this.#chunks.shift();
-      else this.#chunks[0] = chunk.subarray(take);
-    }
-    return out;
+    this.#chunks[0] = first.subarray(n);
+    return first.subarray(0, n);
   }
 }
