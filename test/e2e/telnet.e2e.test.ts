@@ -119,13 +119,16 @@ describe('telnet through cproxy and sproxy between two hosts', () => {
     await session.waitForLine(numbered(FAULT_AFTER_LINE), 20_000, `line L${FAULT_AFTER_LINE}-END`);
     const restore = h.dropLinkPackets(LINK_PORT);
     const droppedAt = Date.now();
+    // Taken before the rule is deleted: the path may be open, and cproxy through it, while the
+    // deleting command is still running, so the path's return is dated from that command's start.
+    let restoredAt = Number.POSITIVE_INFINITY;
     try {
       // The outage itself is the scenario: it has to outlast the dead-link timeout.
       await new Promise((resolve) => setTimeout(resolve, OUTAGE_MS));
     } finally {
+      restoredAt = Date.now();
       restore();
     }
-    const restoredAt = Date.now();
 
     await session.finish(FINISH_GUARD_MS);
     const firstAfter = session.lines.find((line) => line.atMs >= restoredAt);
