@@ -108,6 +108,52 @@ export async function echoTransfer(
   return { sentHash: sent.digest('hex'), receivedHash: received.digest('hex'), receivedBytes };
 }
 
+/**
+ * Echoes `rounds` blocks of `roundBytes` random bytes, one block at a time: each is written, then
+ * `duringRound` runs while that block is in flight, then the whole block's echo is awaited. Tests
+ * that inject a fault per round use it so that every fault lands while data flows, however fast
+ * the machine is (placing faults by bytes received instead lets buffered data outrun them).
+ */
+export async function echoInRounds(
+  socket: Socket,
+  rounds: number,
+  roundBytes: number,
+  duringRound: (round: number) => void,
+): Promise<Transfer> {
+  const sent = createHash('sha256');
+  const received = createHash('sha256');
+  let receivedBytes = 0;
+  let wanted = 0;
+  let round: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  const onData = (chunk: Buffer): void => {
+    received.update(chunk);
+    receivedBytes += chunk.length;
+    if (receivedBytes >= wanted) round?.resolve();
+  };
+  const onClose = (): void => round?.reject(new Error(`connection closed after ${receivedBytes} bytes`));
+  socket.on('data', onData);
+  socket.once('close', onClose);
+  try {
+    for (let index = 0; index < rounds; index++) {
+      const block = randomBytes(roundBytes);
+      sent.update(block);
+      wanted += roundBytes;
+      const echoed = new Promise<void>((resolve, reject) => {
+        round = { resolve, reject };
+      });
+      socket.write(block);
+      // Let the block leave this process before the fault, so that it is caught in flight.
+      await new Promise((resolve) => setImmediate(resolve));
+      duringRound(index);
+      await echoed;
+    }
+  } finally {
+    socket.off('data', onData);
+    socket.off('close', onClose);
+  }
+  return { sentHash: sent.digest('hex'), receivedHash: received.digest('hex'), receivedBytes };
+}
+
 /** Waits for 'drain'; false if the socket closed first. Leaves no listener behind. */
 export function drained(socket: Socket): Promise<boolean> {
   return new Promise((resolve) => {
