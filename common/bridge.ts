@@ -19,9 +19,7 @@ export const LOCAL_SOCKET_HIGH_WATER_BYTES = 2 * MAX_PAYLOAD_BYTES;
  */
 export function bridgeSocket(socket: Socket, session: Session, logger: Logger, label: Record<string, unknown>): void {
   socket.setNoDelay(true);
-  socket.pipe(session);
-  corkPerTick(session, socket);
-  session.pipe(socket);
+  spliceBytes(socket, session);
   socket.on('error', (error) => {
     logger.debug({ ...label, reason: describeError(error) }, 'local socket error');
     // Tell the peer, whose application gets an abort too; queued bytes before it are still delivered.
@@ -39,27 +37,48 @@ export function bridgeSocket(socket: Socket, session: Session, logger: Logger, l
     if (!socket.destroyed) socket.resetAndDestroy();
   });
   session.on('close', () => {
-    // A session finished cleanly ends its socket through the pipes; anything else aborts it.
+    // A session finished cleanly ends its socket at the peer's FIN; anything else aborts it.
     if (!socket.destroyed && !(session.readableEnded && session.writableFinished)) socket.resetAndDestroy();
   });
 }
 
 /**
- * A DATA payload that TCP split across two reads of the link arrives as two slices (the decoder
- * does not copy it whole); corking the socket until the end of the tick hands both, and whatever
- * else that read delivered, to the kernel in one writev. Registered before the pipe's own 'data'
- * listener, so the cork is in place before its first write.
+ * Bytes both ways with backpressure, as `socket.pipe(session).pipe(socket)` would move them but
+ * without the stream layers in between (see Session.deliverTo):
+ *  - socket to session: each read is queued at once; a full window pauses the socket until the
+ *    peer's acks make room, and the socket's FIN becomes the session's once its bytes are queued.
+ *  - session to socket: received bytes are written as they are decoded, within one cork per tick,
+ *    so that a DATA payload TCP split across two link reads (two slices; the decoder does not copy
+ *    it whole) and whatever else that read delivered reach the kernel in one writev. A full socket
+ *    holds the session's acks back until it drains.
  */
-function corkPerTick(session: Session, socket: Socket): void {
+function spliceBytes(socket: Socket, session: Session): void {
+  const resume = (): void => {
+    socket.resume();
+  };
+  socket.on('data', (chunk: Buffer) => {
+    if (!session.send(chunk, resume)) socket.pause();
+  });
+  socket.on('end', () => session.end());
+
   let corked = false;
   const uncork = (): void => {
     corked = false;
     socket.uncork();
   };
-  session.on('data', () => {
-    if (corked || socket.destroyed) return;
-    corked = true;
-    socket.cork();
-    process.nextTick(uncork);
+  session.deliverTo({
+    write: (bytes) => {
+      if (socket.destroyed) return true;
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        process.nextTick(uncork);
+      }
+      return socket.write(bytes);
+    },
+    end: () => {
+      if (!socket.destroyed) socket.end();
+    },
   });
+  socket.on('drain', () => session.sinkDrained());
 }

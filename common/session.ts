@@ -60,11 +60,25 @@ export interface SessionOptions {
   copyWrites: boolean;
 }
 
+/**
+ * Where a bridged session's received bytes go instead of its Readable side: the local socket it
+ * is spliced to. Writing to it directly skips a Readable, a pipe and a Writable per chunk, which
+ * on a bulk transfer cost more CPU than the framing does.
+ */
+export interface SessionSink {
+  /** Takes received bytes, in order; false when full: acks are held until `sinkDrained()`. */
+  write(bytes: Buffer): boolean;
+  /** The peer's FIN: nothing more will come. */
+  end(): void;
+}
+
 interface PendingWrite {
   chunk: Buffer;
   offset: number;
   callback: (error?: Error | null) => void;
 }
+
+const NOTHING_TO_CALL = (): void => {};
 
 /**
  * One user byte stream carried over the link, exposed as a Duplex. Writes become sequenced DATA
@@ -93,9 +107,13 @@ export class Session extends Duplex {
   #ackable: number;
   /** Last ack value written to the link. */
   #ackSent: number;
-  /** push() said the consumer is behind: hold acks until _read. */
+  /** push() (or the sink) said the consumer is behind: hold acks until it catches up. */
   #consumerBehind = false;
   #pendingWrite: PendingWrite | null = null;
+  /** Set by `deliverTo`: received bytes bypass the Readable side. */
+  #sink: SessionSink | null = null;
+  /** The peer's FIN was received (a sink attached later must still be ended). */
+  #peerFinished = false;
   /** Some packet of ours went out on a link: the peer may have seen it even without an ack. */
   #everWritten = false;
   /** First seqs of the session, to tell whether the peer has ever seen it (resolveUnknownToPeer). */
@@ -250,7 +268,9 @@ export class Session extends Duplex {
   }
 
   #deliver(bytes: Buffer): void {
-    if (bytes.length > 0 && !this.destroyed && !this.push(bytes)) this.#consumerBehind = true;
+    if (bytes.length === 0 || this.destroyed) return;
+    const taken = this.#sink === null ? this.push(bytes) : this.#sink.write(bytes);
+    if (!taken) this.#consumerBehind = true;
   }
 
   #onFin(): void {
@@ -258,14 +278,18 @@ export class Session extends Duplex {
       throw new ProtocolError(`session ${this.id}: second FIN`);
     }
     this.#receiveNext = seqAdd(this.#receiveNext, 1);
-    if (this.#consumerBehind) {
+    this.#peerFinished = true;
+    if (this.#consumerBehind && this.#sink === null) {
       // Node calls _read no more once the stream has ended, so the held ack is released when the
       // consumer has taken everything, which 'end' tells.
       this.once('end', () => this.#catchUpAck());
-    } else {
+    } else if (!this.#consumerBehind) {
       this.#ackable = this.#receiveNext;
     }
-    if (!this.destroyed) this.push(null);
+    if (!this.destroyed) {
+      this.#sink?.end();
+      this.push(null);
+    }
     // Our RESET crossed the peer's FIN: the session is aborted and waits only for the RESET's ack.
     if (this.#state === 'reset-sent') return;
     this.#moveTo(this.#state === 'fin-sent' ? 'fin-both' : 'fin-received');
@@ -334,6 +358,46 @@ export class Session extends Duplex {
     this.#finish(this.#state === 'reset-sent' ? 'reset-sent' : 'closed', 'completed at the peer');
   }
 
+  /**
+   * Splices the session to a local socket without the stream layers: what arrives from now on
+   * (and whatever arrived before, still buffered) goes to `sink`, and the sink's owner sends with
+   * `send`. The Readable side stays flowing and empty, so that it still ends at the peer's FIN.
+   */
+  deliverTo(sink: SessionSink): void {
+    this.#sink = sink;
+    // Bytes that came before the sink (sproxy connects to its target after the OPEN) go first.
+    let keptUp = true;
+    for (let buffered: Buffer | null = this.read(); buffered !== null; buffered = this.read()) {
+      keptUp = sink.write(buffered) && keptUp;
+    }
+    if (keptUp) this.sinkDrained();
+    else this.#consumerBehind = true;
+    if (this.#peerFinished && !this.destroyed) sink.end();
+    this.resume();
+  }
+
+  /** The sink drained after refusing bytes: acknowledge what it holds back no more. */
+  sinkDrained(): void {
+    if (this.#consumerBehind) this.#catchUpAck();
+  }
+
+  /**
+   * Queues `chunk` as `write` would, without the Writable machinery in between (see `deliverTo`).
+   * Returns false when the window could not take all of it: the rest waits for the peer's acks,
+   * and `onQueued` is called once it is queued; the caller pauses its source until then. A session
+   * that can no longer send drops the chunk: it is being torn down, and its socket with it.
+   */
+  send(chunk: Buffer, onQueued: () => void): boolean {
+    if (this.#pendingWrite !== null) throw new Error(`session ${this.id}: send while the window is full`);
+    if (this.#state !== 'open' && this.#state !== 'fin-received') return true;
+    const pending: PendingWrite = { chunk: this.#copyWrites ? Buffer.from(chunk) : chunk, offset: 0, callback: NOTHING_TO_CALL };
+    this.#pendingWrite = pending;
+    this.#pumpPendingWrite();
+    if (this.#pendingWrite === null) return true;
+    pending.callback = onQueued;
+    return false;
+  }
+
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (this.#state !== 'open' && this.#state !== 'fin-received') {
       callback(new SessionLostError(`session ${this.id} can no longer send (state ${this.#state})`));
@@ -345,6 +409,18 @@ export class Session extends Duplex {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
+    const pending = this.#pendingWrite;
+    if (pending !== null) {
+      // Only a `send` can still be pending here (the Writable waits for its own writes): the FIN
+      // must follow its bytes.
+      const onQueued = pending.callback;
+      pending.callback = (error) => {
+        onQueued(error);
+        if (error) callback(error);
+        else this._final(callback);
+      };
+      return;
+    }
     if (this.#state === 'open' || this.#state === 'fin-received') {
       this.#append(PacketType.Fin, Buffer.alloc(0));
       this.#moveTo(this.#state === 'open' ? 'fin-sent' : 'fin-both');
@@ -354,7 +430,7 @@ export class Session extends Duplex {
   }
 
   override _read(): void {
-    if (this.#consumerBehind) this.#catchUpAck();
+    if (this.#consumerBehind && this.#sink === null) this.#catchUpAck();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {

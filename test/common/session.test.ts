@@ -14,6 +14,7 @@ import {
   type ReceiveVerdict,
   type SessionOptions,
   type SessionOwner,
+  type SessionSink,
 } from '../../common/session.js';
 
 /** Stands in for the multiplexer: records every call a session makes on its owner. */
@@ -638,6 +639,126 @@ describe('Session: acks and consumer backpressure', () => {
     await once(session, 'close');
     expect(session.receive(PacketType.Data, RECEIVE_SEQ, Buffer.from('ignored'))).toBe('accepted');
     expect(session.ackable).toBe(RECEIVE_SEQ + 1);
+  });
+});
+
+/** A sink that records what a session delivers to it, and says it is full when told to. */
+class RecordingSink implements SessionSink {
+  readonly chunks: Buffer[] = [];
+  ended = false;
+  full = false;
+
+  write(bytes: Buffer): boolean {
+    expect(this.ended).toBe(false);
+    this.chunks.push(bytes);
+    return !this.full;
+  }
+
+  end(): void {
+    this.ended = true;
+  }
+
+  get bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+describe('Session: spliced to a socket (deliverTo and send, without the stream layers)', () => {
+  it('delivers received bytes to the sink in order, slices included, and ends it at the FIN', async () => {
+    const { session } = makeSession();
+    const sink = new RecordingSink();
+    session.deliverTo(sink);
+    session.receive(PacketType.Data, RECEIVE_SEQ, Buffer.from('one '));
+    session.receive(PacketType.Data, RECEIVE_SEQ + 1, [Buffer.from('tw'), Buffer.from('o ')]);
+    expect(session.receive(PacketType.Data, RECEIVE_SEQ + 1, Buffer.from('two '))).toBe('duplicate');
+    session.receive(PacketType.Fin, RECEIVE_SEQ + 2, Buffer.alloc(0));
+    expect(sink.bytes.toString()).toBe('one two ');
+    expect(sink.ended).toBe(true);
+    expect(session.ackable).toBe(RECEIVE_SEQ + 3);
+    // The Readable side carried nothing, and still ends at the FIN.
+    await once(session, 'end');
+    expect(session.readableEnded).toBe(true);
+  });
+
+  it('hands over first what arrived before the sink, FIN included, and acknowledges it', () => {
+    const { session } = makeSession({ readableHighWaterMark: 16 });
+    session.receive(PacketType.Data, RECEIVE_SEQ, Buffer.alloc(32, 0x61));
+    session.receive(PacketType.Fin, RECEIVE_SEQ + 1, Buffer.alloc(0));
+    expect(session.ackable).toBe(RECEIVE_SEQ); // over the readable mark: held back
+    const sink = new RecordingSink();
+    session.deliverTo(sink);
+    expect(sink.bytes).toEqual(Buffer.alloc(32, 0x61));
+    expect(sink.ended).toBe(true);
+    expect(session.ackable).toBe(RECEIVE_SEQ + 2);
+  });
+
+  it('holds acks while the sink is full and releases them, at once, when it drains', () => {
+    const { session, owner } = makeSession();
+    const sink = new RecordingSink();
+    session.deliverTo(sink);
+    sink.full = true;
+    session.receive(PacketType.Data, RECEIVE_SEQ, Buffer.from('a'));
+    session.receive(PacketType.Data, RECEIVE_SEQ + 1, Buffer.from('b'));
+    expect(session.ackable).toBe(RECEIVE_SEQ);
+    sink.full = false;
+    session.sinkDrained();
+    expect(session.ackable).toBe(RECEIVE_SEQ + 2);
+    expect(owner.ackTimings.at(-1)).toBe('now');
+  });
+
+  it('send queues at once while the window has room, and says when it does not', async () => {
+    const { session } = makeSession({ windowBytes: 512, maxFramePayloadBytes: 256 });
+    let queuedCalls = 0;
+    const onQueued = (): void => {
+      queuedCalls++;
+    };
+    expect(session.send(Buffer.alloc(300, 1), onQueued)).toBe(true);
+    expect(session.send(Buffer.alloc(300, 2), onQueued)).toBe(false); // one frame crosses the window; 44 bytes wait
+    expect(session.unackedBytes).toBe(556);
+    expect(() => session.send(Buffer.alloc(1), onQueued)).toThrow(/window is full/);
+    expect(queuedCalls).toBe(0);
+    const packets = takeAll(session);
+    session.acknowledge(packets[1]?.seq as number); // frees the first frame: 256 bytes
+    expect(queuedCalls).toBe(1);
+    expect(Buffer.concat(takeAll(session).map((packet) => packet.payload))).toEqual(Buffer.alloc(44, 2));
+    await turn();
+    expect(queuedCalls).toBe(1);
+  });
+
+  it('end() after a send the window held back queues the FIN behind its bytes', async () => {
+    const { session } = makeSession({ windowBytes: 256, maxFramePayloadBytes: 256 });
+    expect(session.send(Buffer.alloc(600), () => {})).toBe(false);
+    session.end();
+    const packets: QueuedPacket[] = [];
+    let acked = SEND_SEQ;
+    while (!packets.some((packet) => packet.type === PacketType.Fin)) {
+      await turn();
+      const batch = takeAll(session);
+      packets.push(...batch);
+      if (batch.length === 0) {
+        acked = seqAdd(acked, 1);
+        session.acknowledge(acked);
+      }
+    }
+    expect(packets.map((packet) => packet.payload.length)).toEqual([256, 256, 88, 0]);
+    expect(packets.at(-1)?.type).toBe(PacketType.Fin);
+  });
+
+  it('send drops bytes once the session can no longer send, and a destroy releases a held send', async () => {
+    const { session } = makeSession({ windowBytes: 256, maxFramePayloadBytes: 256 });
+    let released = 0;
+    const onQueued = (): void => {
+      released++;
+    };
+    expect(session.send(Buffer.alloc(600), onQueued)).toBe(false);
+    session.on('error', () => {});
+    session.destroy(new Error('socket error'));
+    expect(released).toBe(1);
+    expect(session.state).toBe('reset-sent');
+    const before = session.unackedBytes;
+    expect(session.send(Buffer.alloc(10), () => {})).toBe(true);
+    expect(session.unackedBytes).toBe(before);
+    await closed(session);
   });
 });
 
