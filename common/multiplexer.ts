@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import type { EngineConfig } from './config.js';
 import { LimitError, ProtocolError } from './errors.js';
+import { Fifo } from './fifo.js';
 import type { Link, LinkHandler } from './link.js';
 import type { Logger } from './logger.js';
 import { LINK_SESSION_ID, PacketType, UINT32_MAX } from './protocol/constants.js';
@@ -59,6 +60,21 @@ export interface MultiplexerOptions {
   clock?: Clock;
 }
 
+/**
+ * The scheduler's marks on one session. Each flag says the session is in the queue of that name;
+ * an entry whose flag was cleared since (its ack rode on a data packet, the session finished) is
+ * stale and skipped. Flags and FIFOs rather than Sets: see Fifo.
+ */
+interface Slot {
+  readonly session: Session;
+  /** In #ready: has unsent packets. */
+  ready: boolean;
+  /** In #acksDue: its ack goes out at the next flush. */
+  ackDue: boolean;
+  /** In #acksDelayed: its ack waits for a packet to ride on, until #ackTimer fires. */
+  ackDelayed: boolean;
+}
+
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -81,13 +97,13 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   readonly #initialSeq: () => number;
   readonly #maxSessions: number;
   readonly #clock: Clock;
-  readonly #sessions = new Map<number, Session>();
-  /** Sessions with unsent packets, in round-robin order (a Set keeps insertion order). */
-  readonly #ready = new Set<Session>();
+  readonly #sessions = new Map<number, Slot>();
+  /** Sessions with unsent packets, in round-robin order. */
+  readonly #ready = new Fifo<Slot>();
   /** Sessions whose ack moved since they last sent one, and must send it at the next flush. */
-  readonly #acksDue = new Set<Session>();
+  readonly #acksDue = new Fifo<Slot>();
   /** Sessions whose ack moved but may wait for a packet to ride on, until #ackTimer fires. */
-  readonly #acksDelayed = new Set<Session>();
+  readonly #acksDelayed = new Fifo<Slot>();
   #ackTimer: TimerHandle | null = null;
   /** Unsequenced packets for the current link, written before any session's. */
   #control: ControlPacket[] = [];
@@ -122,10 +138,6 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     return this.#sessions.size;
   }
 
-  sessions(): IterableIterator<Session> {
-    return this.#sessions.values();
-  }
-
   /**
    * Client side: a new session, whose OPEN goes out on the current or next link. `target`
    * ("host:port") asks the server for a target other than its default.
@@ -157,7 +169,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#control = [];
     link.setHandler(this);
     link.onDown(() => this.detach(link));
-    for (const session of this.#sessions.values()) {
+    for (const { session } of this.#sessions.values()) {
       this.#control.push({ type: PacketType.Sync, sessionId: session.id, ack: session.takeAck(), payload: EMPTY });
     }
     this.#control.push({ type: PacketType.SyncEnd, sessionId: LINK_SESSION_ID, ack: 0, payload: EMPTY });
@@ -173,6 +185,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#ready.clear();
     this.#acksDue.clear();
     this.#acksDelayed.clear();
+    for (const slot of this.#sessions.values()) slot.ready = slot.ackDue = slot.ackDelayed = false;
     this.#ackTimer?.cancel();
     this.#ackTimer = null;
   }
@@ -188,7 +201,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
 
   /** Ends every session at once (shutdown or resume window expired). */
   loseAll(message: string): void {
-    for (const session of [...this.#sessions.values()]) session.lose(message);
+    for (const { session } of [...this.#sessions.values()]) session.lose(message);
   }
 
   // ── LinkHandler ──────────────────────────────────────────────────────────
@@ -218,7 +231,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
         this.#onSequenced(type, header.sessionId, header.seq, header.ack, frame.parts);
         return;
       case PacketType.Ack:
-        this.#sessions.get(header.sessionId)?.acknowledge(header.ack);
+        this.#sessions.get(header.sessionId)?.session.acknowledge(header.ack);
         return;
       default:
         throw new ProtocolError(`unexpected ${PacketType[type] ?? type} packet on a running link`);
@@ -232,37 +245,42 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   // ── SessionOwner ─────────────────────────────────────────────────────────
 
   sessionHasOutput(session: Session): void {
-    if (this.#phase !== 'running') return;
-    this.#ready.add(session);
+    const slot = this.#slotOf(session);
+    if (this.#phase !== 'running' || slot === undefined) return;
+    this.#markReady(slot);
     this.#scheduleFlush();
   }
 
   sessionNeedsAck(session: Session, timing: AckTiming): void {
-    if (this.#phase !== 'running') return;
+    const slot = this.#slotOf(session);
+    if (this.#phase !== 'running' || slot === undefined) return;
     if (timing === 'now') {
-      this.#acksDelayed.delete(session);
-      this.#acksDue.add(session);
+      this.#markAckDue(slot);
       this.#scheduleFlush();
       return;
     }
-    if (this.#acksDue.has(session)) return;
-    this.#acksDelayed.add(session);
+    if (slot.ackDue || slot.ackDelayed) return;
+    slot.ackDelayed = true;
+    this.#acksDelayed.push(slot);
     this.#ackTimer ??= this.#clock.setTimeout(this.#releaseDelayedAcks, this.#config.ackDelayMs);
   }
 
   /** The delay is over: acks that found no packet to ride on go out on their own. */
   readonly #releaseDelayedAcks = (): void => {
     this.#ackTimer = null;
-    for (const session of this.#acksDelayed) this.#acksDue.add(session);
-    this.#acksDelayed.clear();
+    for (let slot = this.#acksDelayed.shift(); slot !== undefined; slot = this.#acksDelayed.shift()) {
+      if (slot.ackDelayed) this.#markAckDue(slot);
+    }
     this.#scheduleFlush();
   };
 
   sessionFinished(session: Session, reason: FinishReason, detail: string): void {
-    this.#sessions.delete(session.id);
-    this.#ready.delete(session);
-    this.#acksDue.delete(session);
-    this.#acksDelayed.delete(session);
+    const slot = this.#slotOf(session);
+    if (slot !== undefined) {
+      this.#sessions.delete(session.id);
+      // Its entries in the queues are stale from now on.
+      slot.ready = slot.ackDue = slot.ackDelayed = false;
+    }
     // The peer's last packet (its FIN or RESET) still needs our ack, though we forget the session.
     if (session.ackPending && this.#phase === 'running') {
       this.#control.push({ type: PacketType.Ack, sessionId: session.id, ack: session.takeAck(), payload: EMPTY });
@@ -286,7 +304,8 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   #completeResume(): void {
     const summary: ResumeSummary = { sessions: 0, resentPackets: 0, lostSessions: 0 };
     this.#phase = 'running';
-    for (const session of [...this.#sessions.values()]) {
+    for (const slot of [...this.#sessions.values()]) {
+      const { session } = slot;
       const peerAck = this.#peerAcks.get(session.id);
       if (peerAck !== undefined) {
         summary.resentPackets += session.resumeFrom(peerAck);
@@ -309,9 +328,9 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
         summary.resentPackets += session.rewind();
       }
       summary.sessions++;
-      if (session.hasUnsent) this.#ready.add(session);
+      if (session.hasUnsent) this.#markReady(slot);
       // The consumer may have read since our SYNC went out: its ack must not wait for new data.
-      if (session.ackPending) this.#acksDue.add(session);
+      if (session.ackPending) this.#markAckDue(slot);
     }
     this.#peerAcks = new Map();
     this.emit('resumed', summary);
@@ -340,7 +359,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   }
 
   #onSequenced(type: PacketType, sessionId: number, seq: number, ack: number, payload: readonly Buffer[]): void {
-    const session = this.#sessions.get(sessionId);
+    const session = this.#sessions.get(sessionId)?.session;
     if (session === undefined) {
       // Already forgotten here. A RESET still deserves its ack, so that the peer can forget too.
       if (type === PacketType.Reset) {
@@ -369,8 +388,28 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       writableHighWaterMark: this.#config.sessionWritableHighWaterBytes,
       copyWrites: this.#copyWrites,
     });
-    this.#sessions.set(id, session);
+    this.#sessions.set(id, { session, ready: false, ackDue: false, ackDelayed: false });
     return session;
+  }
+
+  /** The session's slot, if the session is still ours (a finished one may still call its owner). */
+  #slotOf(session: Session): Slot | undefined {
+    const slot = this.#sessions.get(session.id);
+    return slot?.session === session ? slot : undefined;
+  }
+
+  #markReady(slot: Slot): void {
+    if (slot.ready) return;
+    slot.ready = true;
+    this.#ready.push(slot);
+  }
+
+  /** Its ack goes at the next flush; an entry in #acksDelayed becomes stale. */
+  #markAckDue(slot: Slot): void {
+    slot.ackDelayed = false;
+    if (slot.ackDue) return;
+    slot.ackDue = true;
+    this.#acksDue.push(slot);
   }
 
   // ── Sending ──────────────────────────────────────────────────────────────
@@ -399,26 +438,28 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     if (this.#phase === 'running') {
       // Round robin, one packet per session per turn, so that a bulk session cannot bury another's
       // packets behind its backlog; stop while the socket holds more than its high-water mark.
-      // A session re-added to the Set goes to the back of the turn order, and the iterator visits it
-      // again after the others: one loop serves every turn until nothing is ready.
-      for (const session of this.#ready) {
-        if (!link.writable) break;
-        this.#ready.delete(session);
+      // A session with more to send goes to the back of the queue.
+      while (this.#ready.length > 0 && link.writable) {
+        const slot = this.#ready.shift() as Slot;
+        if (!slot.ready) continue;
+        slot.ready = false;
+        const { session } = slot;
         const packet = session.takeNextPacket();
         if (packet !== null) {
           link.writePacket(packet.type, session.id, packet.seq, session.takeAck(), packet.payload);
-          this.#acksDue.delete(session);
-          this.#acksDelayed.delete(session);
+          // The ack rode on this packet: the session's entries in the ack queues are stale.
+          slot.ackDue = slot.ackDelayed = false;
         }
-        if (session.hasUnsent) this.#ready.add(session);
+        if (session.hasUnsent) this.#markReady(slot);
       }
-      for (const session of this.#acksDue) {
-        if (session.ackPending) link.writePacket(PacketType.Ack, session.id, 0, session.takeAck(), EMPTY);
+      for (let slot = this.#acksDue.shift(); slot !== undefined; slot = this.#acksDue.shift()) {
+        if (!slot.ackDue) continue;
+        slot.ackDue = false;
+        if (slot.session.ackPending) link.writePacket(PacketType.Ack, slot.session.id, 0, slot.session.takeAck(), EMPTY);
       }
-      this.#acksDue.clear();
     }
     link.uncork();
     // The kernel took everything at once: there is room for more now, not at the next 'drain'.
-    if (this.#ready.size > 0 && link.writable) this.#scheduleFlush();
+    if (this.#ready.length > 0 && link.writable) this.#scheduleFlush();
   };
 }

@@ -113,6 +113,25 @@ describe('Multiplexer: delayed acks', () => {
     expect(peer.acks()).toEqual([PEER_SEQ + 2, PEER_SEQ + 4]);
   });
 
+  it('lets an ack that is due now ride on a reply written in the same turn: no ACK packet', async () => {
+    const { clock, peer, session } = await runningSession();
+    session.on('data', (chunk: Buffer) => session.write(Buffer.from(chunk.toString().toUpperCase())));
+    peer.send(PacketType.DataAckRequest, 1, PEER_SEQ + 1, OUR_SEQ, Buffer.from('ask'));
+    await settle();
+    const [reply] = peer.take(PacketType.Data);
+    expect(reply?.payload.toString()).toBe('ASK');
+    expect(reply?.header.ack).toBe(PEER_SEQ + 2);
+    await clock.advance(10 * ACK_DELAY_MS);
+    expect(peer.acks()).toEqual([]);
+
+    // The next one finds no reply: its ack goes out on its own, once.
+    session.removeAllListeners('data');
+    session.resume();
+    peer.send(PacketType.DataAckRequest, 1, PEER_SEQ + 2, OUR_SEQ + 1, Buffer.from('again'));
+    await settle();
+    expect(peer.acks()).toEqual([PEER_SEQ + 3]);
+  });
+
   it('asks for acks once per quarter window when sending bulk, and they keep the window open', async () => {
     const { peer, session } = await runningSession();
     const frame = DEFAULT_ENGINE_CONFIG.maxFramePayloadBytes;
