@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EternalError, LinkClosedError, LinkDeadError, ProtocolError, UnknownPacketTypeError, FrameTooLargeError } from '../../common/errors.js';
-import { Link, type LinkHandler, type LinkOptions } from '../../common/link.js';
+import { Link, SMALL_PAYLOAD_COPY_BYTES, type LinkHandler, type LinkOptions } from '../../common/link.js';
 import { HEADER_SIZE, LINK_SESSION_ID, MAX_PAYLOAD_BYTES, PacketType } from '../../common/protocol/constants.js';
 import { FrameDecoder, type Frame } from '../../common/protocol/frame-decoder.js';
 import { encodeHeader } from '../../common/protocol/header.js';
@@ -364,6 +364,18 @@ describe('Link: teardown', () => {
       [{ type: PacketType.Data, sessionId: 3, seq: 10, ack: 20, length: 5 }, 'hello'],
       [{ type: PacketType.Fin, sessionId: 3, seq: 11, ack: 20, length: 0 }, ''],
     ]);
+  });
+
+  it('writes small payloads copied behind their header and large ones as they are: both decode alike', async () => {
+    const { link, far } = makeLink();
+    const sizes = [1, SMALL_PAYLOAD_COPY_BYTES, SMALL_PAYLOAD_COPY_BYTES + 1, 64 * 1024];
+    const payloads = sizes.map((size, i) => Buffer.alloc(size, 0x41 + i));
+    link.cork();
+    payloads.forEach((payload, i) => link.writePacket(PacketType.Data, 1, i, 0, payload));
+    link.uncork();
+    await settle();
+    expect(far.frames.map((frame) => frame.header.length)).toEqual(sizes);
+    expect(far.frames.map((frame) => frame.payload)).toEqual(payloads);
   });
 });
 

@@ -11,7 +11,7 @@ import {
   TYPE_OFFSET,
   UINT32_MAX,
 } from '../../../common/protocol/constants.js';
-import { decodeHeader, encodeHeader, writeHeader, type PacketHeader } from '../../../common/protocol/header.js';
+import { decodeHeader, encodeHeader, encodePacket, writeHeader, type PacketHeader } from '../../../common/protocol/header.js';
 
 const FIELDS = ['type', 'sessionId', 'seq', 'ack', 'length'] as const;
 
@@ -80,6 +80,15 @@ describe('encodeHeader / decodeHeader', () => {
     );
     expect(encodeHeader(header).toString('hex')).toBe(golden.toString('hex'));
     expect(decodeHeader(golden)).toEqual(header);
+  });
+
+  it('encodePacket puts the same header before a copy of the payload', () => {
+    const payload = Buffer.from('keystroke');
+    const header: PacketHeader = { type: PacketType.Data, sessionId: 9, seq: 7, ack: 3, length: payload.length };
+    const packet = encodePacket(header, payload);
+    expect(packet.equals(Buffer.concat([encodeHeader(header), payload]))).toBe(true);
+    payload.fill(0);
+    expect(packet.subarray(HEADER_SIZE).toString()).toBe('keystroke');
   });
 
   it('matches a golden HEARTBEAT header', () => {
