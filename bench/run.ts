@@ -470,9 +470,10 @@ async function throughputSection(): Promise<void> {
     socat: { label: 'socat, 2 hops', start: startSocat },
     ssh: { label: 'ssh -L (local sshd)', start: startSsh },
   };
-  // The two compared figures are measured twice, interleaved, and the best run is kept (noise
-  // on a shared machine only ever lowers throughput).
-  const order = ['plain-relay', 'tunnel', 'direct', 'tunnel-tls', 'socat', 'ssh', 'plain-relay', 'tunnel'];
+  // The two compared figures are measured three times, interleaved, and the best run is kept
+  // (noise on a shared machine only ever lowers throughput; with two runs the ratio still moved
+  // by +-0.1 from one bench to the next).
+  const order = ['plain-relay', 'tunnel', 'direct', 'tunnel-tls', 'plain-relay', 'tunnel', 'socat', 'ssh', 'plain-relay', 'tunnel'];
   const runs: Record<string, { up: IperfResult[]; down: IperfResult[] }> = {};
   for (const key of order) {
     const setup = setups[key];
