@@ -27,6 +27,7 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       deadAfterMs: options.deadAfterMs,
       resumeWindowMs: options.resumeWindowMs,
+      windowBytes: options.windowBytes,
       connectTimeoutMs: options.connectTimeoutMs,
       connectStaggerMs: options.connectStaggerMs,
     },

@@ -28,6 +28,7 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       deadAfterMs: options.deadAfterMs,
       resumeWindowMs: options.resumeWindowMs,
+      windowBytes: options.windowBytes,
       maxPendingLinks: options.maxUnauthenticated,
       maxClients: options.maxClients,
       maxSessionsPerClient: options.maxSessionsPerClient,

@@ -2,7 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv } from 'yargs';
+import { DEFAULT_ENGINE_CONFIG } from '../config.js';
 import { ConfigError } from '../errors.js';
+import { MAX_PAYLOAD_BYTES } from '../protocol/constants.js';
 import { validateSecret } from '../transport.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../log-setup.js';
 
@@ -13,6 +15,8 @@ export interface SharedCliOptions {
   heartbeatIntervalMs: number;
   deadAfterMs: number;
   resumeWindowMs: number;
+  /** Unacknowledged bytes each session may have in flight towards the peer (its send window). */
+  windowBytes: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
@@ -42,6 +46,14 @@ export function addSharedOptions<T>(argv: Argv<T>) {
       type: 'string',
       default: '86400',
       describe: 'keep sessions this many SECONDS while the link is down',
+      requiresArg: true,
+    })
+    .option('window', {
+      type: 'string',
+      default: String(DEFAULT_ENGINE_CONFIG.windowBytes / 1024),
+      describe:
+        'let each session have at most KIB kibibytes sent and not yet acknowledged; smaller keeps ' +
+        'keystrokes quicker beside a bulk transfer on the same link, larger lets bulk go faster',
       requiresArg: true,
     })
     .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'least severe level logged' })
@@ -103,6 +115,8 @@ export function readSharedOptions(args: Record<string, unknown>): SharedCliOptio
     heartbeatIntervalMs,
     deadAfterMs,
     resumeWindowMs: parsePositiveInteger(args['resume-window'] as string, 'resume-window', 1, 2_147_483) * 1000,
+    // At least one whole frame, or a maximal DATA could never be sent.
+    windowBytes: parsePositiveInteger(args['window'] as string, 'window', MAX_PAYLOAD_BYTES / 1024, 1024 * 1024) * 1024,
     logLevel: args['log-level'] as LogLevel,
     logFormat: args['log-format'] as LogFormat,
   };

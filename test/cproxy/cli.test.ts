@@ -13,6 +13,7 @@ describe('cproxy command line', () => {
     expect(options.resumeWindowMs).toBe(86_400_000);
     expect(options.connectTimeoutMs).toBe(2000);
     expect(options.connectStaggerMs).toBe(500);
+    expect(options.windowBytes).toBe(2 * 1024 * 1024);
     expect(options.logLevel).toBe('info');
   });
 
@@ -20,7 +21,7 @@ describe('cproxy command line', () => {
     const options = parseCproxyArgs([
       '--listen', '0.0.0.0:7000', '--server', 'sproxy.example:7001', '--heartbeat-interval', '250',
       '--dead-after', '900', '--resume-window', '60', '--connect-timeout', '500', '--connect-stagger', '250',
-      '--log-level', 'debug',
+      '--window', '512', '--log-level', 'debug',
     ]);
     expect(options.listen).toEqual({ host: '0.0.0.0', port: 7000 });
     expect(options.server).toEqual({ host: 'sproxy.example', port: 7001 });
@@ -29,6 +30,7 @@ describe('cproxy command line', () => {
     expect(options.resumeWindowMs).toBe(60_000);
     expect(options.connectTimeoutMs).toBe(500);
     expect(options.connectStaggerMs).toBe(250);
+    expect(options.windowBytes).toBe(512 * 1024);
     expect(options.logLevel).toBe('debug');
   });
 
@@ -59,6 +61,7 @@ describe('cproxy command line', () => {
     [['--server'], UsageError, 'Not enough arguments following: server'],
     [['--connect-timeout', '400', '--connect-stagger', '500'], ConfigError, '--connect-stagger (500) must not be longer than --connect-timeout (400)'],
     [['--target', `${'h'.repeat(260)}:22`], ConfigError, '--target: at most 261 bytes'],
+    [['--window', '32'], ConfigError, '--window must be a whole number from 64 to 1048576, got "32"'],
   ])('rejects %j with a one-line reason', (args, errorClass, message) => {
     let caught: unknown;
     try {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
 import { killConnections } from '../helpers/faults.js';
-import { echoTransfer } from '../helpers/targets.js';
+import { echoInRounds, echoTransfer } from '../helpers/targets.js';
 import { startTunnel } from '../helpers/tunnel.js';
 
 const defer = useCleanup();
@@ -35,5 +35,19 @@ describe('link killed from outside (ss -K) while bulk data flows', () => {
     expect(target.errors).toEqual([]);
     expect(target.sockets).toHaveLength(1);
     expect(cproxy.proc.countLogs((l) => l.msg === 'link down')).toBeGreaterThanOrEqual(20);
+  });
+
+  it('with the smallest --window (one frame) on both sides, stop-and-wait still delivers every byte across kills', async () => {
+    const args = ['--window', '64'];
+    const { target, sproxy, connect } = await startTunnel(defer, { sproxyArgs: args, cproxyArgs: args });
+    const user = await connect();
+    let kills = 0;
+    const transfer = await echoInRounds(user.socket, 4, 1024 * 1024, () => {
+      kills += killConnections(sproxy.port) > 0 ? 1 : 0;
+    });
+    expect(transfer.receivedHash).toBe(transfer.sentHash);
+    expect(kills).toBe(4);
+    expect(user.errors).toEqual([]);
+    expect(target.sockets).toHaveLength(1);
   });
 });

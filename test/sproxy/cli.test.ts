@@ -16,6 +16,8 @@ describe('sproxy command line', () => {
     expect(options.listen).toEqual({ host: '0.0.0.0', port: 6200 });
     expect(options.target).toEqual({ host: '127.0.0.1', port: 23 });
     expect(options.resumeWindowMs).toBe(86_400_000);
+    expect(options.windowBytes).toBe(2 * 1024 * 1024);
+    expect(parseSproxyArgs(['--insecure', '--window', '1024']).windowBytes).toBe(1024 * 1024);
   });
 
   it('takes flags and the original positional form: sproxy LPORT', () => {
