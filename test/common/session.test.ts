@@ -66,6 +66,26 @@ function takeAll(session: Session): QueuedPacket[] {
   return packets;
 }
 
+/**
+ * Takes the session's packets until its FIN, acknowledging one packet whenever a turn brings
+ * nothing new (the window is full); `beforeEachAck` checks the state while it waits.
+ */
+async function takeUntilFin(session: Session, beforeEachAck: () => void = () => {}): Promise<QueuedPacket[]> {
+  const packets: QueuedPacket[] = [];
+  let acked = SEND_SEQ;
+  while (!packets.some((packet) => packet.type === PacketType.Fin)) {
+    await turn();
+    const batch = takeAll(session);
+    packets.push(...batch);
+    if (batch.length === 0) {
+      beforeEachAck();
+      acked = seqAdd(acked, 1);
+      session.acknowledge(acked);
+    }
+  }
+  return packets;
+}
+
 /** Everything the readable side delivers until 'end', read through 'data' events. */
 function readAll(session: Session): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -347,18 +367,7 @@ describe('Session: sending', () => {
     session.on('finish', () => {
       finished = true;
     });
-    const packets: QueuedPacket[] = [];
-    let acked = SEND_SEQ;
-    while (!packets.some((packet) => packet.type === PacketType.Fin)) {
-      await turn();
-      const batch = takeAll(session);
-      packets.push(...batch);
-      if (batch.length === 0) {
-        expect(finished).toBe(false);
-        acked = seqAdd(acked, 1);
-        session.acknowledge(acked);
-      }
-    }
+    const packets = await takeUntilFin(session, () => expect(finished).toBe(false));
     // Each frame fills the whole window, so each asks for its ack at once.
     expect(packets.map((packet) => packet.type)).toEqual([
       PacketType.DataAckRequest,
@@ -729,17 +738,7 @@ describe('Session: spliced to a socket (deliverTo and send, without the stream l
     const { session } = makeSession({ windowBytes: 256, maxFramePayloadBytes: 256 });
     expect(session.send(Buffer.alloc(600), () => {})).toBe(false);
     session.end();
-    const packets: QueuedPacket[] = [];
-    let acked = SEND_SEQ;
-    while (!packets.some((packet) => packet.type === PacketType.Fin)) {
-      await turn();
-      const batch = takeAll(session);
-      packets.push(...batch);
-      if (batch.length === 0) {
-        acked = seqAdd(acked, 1);
-        session.acknowledge(acked);
-      }
-    }
+    const packets = await takeUntilFin(session);
     expect(packets.map((packet) => packet.payload.length)).toEqual([256, 256, 88, 0]);
     expect(packets.at(-1)?.type).toBe(PacketType.Fin);
   });
