@@ -66,8 +66,11 @@ export interface SessionOptions {
  * on a bulk transfer cost more CPU than the framing does.
  */
 export interface SessionSink {
-  /** Takes received bytes, in order; false when full: acks are held until `sinkDrained()`. */
-  write(bytes: Buffer): boolean;
+  /**
+   * Takes one DATA payload, in order: one buffer, or the slices of received chunks it arrived in
+   * (never empty). False when full: acks are held until `sinkDrained()`.
+   */
+  write(payload: Buffer | readonly Buffer[]): boolean;
   /** The peer's FIN: nothing more will come. */
   end(): void;
 }
@@ -259,7 +262,10 @@ export class Session extends Duplex {
     }
     this.#receiveNext = seqAdd(this.#receiveNext, 1);
     // A destroyed stream takes nothing more; its bytes are acknowledged and dropped, as TCP does after close.
-    if (Buffer.isBuffer(payload)) {
+    if (this.#sink !== null) {
+      // Empty either way when 0: slices are never empty, so no slices means no bytes.
+      if (payload.length > 0 && !this.destroyed && !this.#sink.write(payload)) this.#consumerBehind = true;
+    } else if (Buffer.isBuffer(payload)) {
       this.#deliver(payload);
     } else {
       for (const part of payload) this.#deliver(part);
@@ -268,9 +274,7 @@ export class Session extends Duplex {
   }
 
   #deliver(bytes: Buffer): void {
-    if (bytes.length === 0 || this.destroyed) return;
-    const taken = this.#sink === null ? this.push(bytes) : this.#sink.write(bytes);
-    if (!taken) this.#consumerBehind = true;
+    if (bytes.length > 0 && !this.destroyed && !this.push(bytes)) this.#consumerBehind = true;
   }
 
   #onFin(): void {

@@ -653,13 +653,15 @@ describe('Session: acks and consumer backpressure', () => {
 
 /** A sink that records what a session delivers to it, and says it is full when told to. */
 class RecordingSink implements SessionSink {
-  readonly chunks: Buffer[] = [];
+  /** Each write as it came: one buffer, or a payload's slices. */
+  readonly writes: Array<Buffer | readonly Buffer[]> = [];
   ended = false;
   full = false;
 
-  write(bytes: Buffer): boolean {
+  write(payload: Buffer | readonly Buffer[]): boolean {
     expect(this.ended).toBe(false);
-    this.chunks.push(bytes);
+    expect(payload.length).toBeGreaterThan(0);
+    this.writes.push(payload);
     return !this.full;
   }
 
@@ -668,7 +670,7 @@ class RecordingSink implements SessionSink {
   }
 
   get bytes(): Buffer {
-    return Buffer.concat(this.chunks);
+    return Buffer.concat(this.writes.flatMap((payload) => (Buffer.isBuffer(payload) ? [payload] : [...payload])));
   }
 }
 
@@ -680,10 +682,14 @@ describe('Session: spliced to a socket (deliverTo and send, without the stream l
     session.receive(PacketType.Data, RECEIVE_SEQ, Buffer.from('one '));
     session.receive(PacketType.Data, RECEIVE_SEQ + 1, [Buffer.from('tw'), Buffer.from('o ')]);
     expect(session.receive(PacketType.Data, RECEIVE_SEQ + 1, Buffer.from('two '))).toBe('duplicate');
-    session.receive(PacketType.Fin, RECEIVE_SEQ + 2, Buffer.alloc(0));
+    session.receive(PacketType.Data, RECEIVE_SEQ + 2, Buffer.alloc(0)); // takes a seq, writes nothing
+    session.receive(PacketType.Fin, RECEIVE_SEQ + 3, Buffer.alloc(0));
     expect(sink.bytes.toString()).toBe('one two ');
+    // A payload's slices come in one write, so that the sink can hand them to the kernel at once.
+    expect(sink.writes).toHaveLength(2);
+    expect(sink.writes[1]).toHaveLength(2);
     expect(sink.ended).toBe(true);
-    expect(session.ackable).toBe(RECEIVE_SEQ + 3);
+    expect(session.ackable).toBe(RECEIVE_SEQ + 4);
     // The Readable side carried nothing, and still ends at the FIN.
     await once(session, 'end');
     expect(session.readableEnded).toBe(true);
