@@ -379,6 +379,57 @@ describe('Link: teardown', () => {
   });
 });
 
+describe('Link: write calls', () => {
+  /** How the socket was asked to write: 1 per plain write, N per writev of N buffers. */
+  function recordWrites(socket: MemorySocket): number[] {
+    const calls: number[] = [];
+    const write = socket._write.bind(socket);
+    const writev = socket._writev.bind(socket);
+    socket._write = (chunk, encoding, callback): void => {
+      calls.push(1);
+      write(chunk, encoding, callback);
+    };
+    socket._writev = (chunks, callback): void => {
+      calls.push(chunks.length);
+      writev(chunks, callback);
+    };
+    return calls;
+  }
+
+  it('a batch of one small packet is one plain write; several are one writev', async () => {
+    const { link, near, far } = makeLink();
+    const calls = recordWrites(near);
+    link.cork();
+    link.writePacket(PacketType.Data, 1, 0, 0, Buffer.from('k'));
+    link.uncork();
+    expect(calls).toEqual([1]);
+    link.cork();
+    link.cork(); // nested: only the outermost uncork writes
+    link.writePacket(PacketType.Data, 1, 1, 0, Buffer.from('a'));
+    link.writePacket(PacketType.Ack, 1, 0, 5, Buffer.alloc(0));
+    link.uncork();
+    expect(calls).toEqual([1]);
+    link.writePacket(PacketType.Data, 1, 2, 0, Buffer.from('b'));
+    link.uncork();
+    expect(calls).toEqual([1, 3]);
+    await settle();
+    expect(far.frames.map((frame) => frame.header.type)).toEqual([PacketType.Data, PacketType.Data, PacketType.Ack, PacketType.Data]);
+  });
+
+  it('a large packet in a batch is its header and its payload, uncopied, in the same writev', async () => {
+    const { link, near, far } = makeLink();
+    const calls = recordWrites(near);
+    const large = Buffer.alloc(SMALL_PAYLOAD_COPY_BYTES + 1, 0x61);
+    link.cork();
+    link.writePacket(PacketType.Data, 1, 1, 0, Buffer.from('k'));
+    link.writePacket(PacketType.Data, 1, 2, 0, large);
+    link.uncork();
+    expect(calls).toEqual([3]);
+    await settle();
+    expect(far.frames.map((frame) => frame.payload.length)).toEqual([1, large.length]);
+  });
+});
+
 describe('Link: write backpressure', () => {
   it('is not writable while the socket holds more than the high-water mark, and calls onWritable after drain', async () => {
     // The socket's "kernel" takes 1 KiB; the rest waits in the stream, over Node's own 16 KiB mark.
