@@ -394,7 +394,15 @@ export class Session extends Duplex {
   send(chunk: Buffer, onQueued: () => void): boolean {
     if (this.#pendingWrite !== null) throw new Error(`session ${this.id}: send while the window is full`);
     if (this.#state !== 'open' && this.#state !== 'fin-received') return true;
-    const pending: PendingWrite = { chunk: this.#copyWrites ? Buffer.from(chunk) : chunk, offset: 0, callback: NOTHING_TO_CALL };
+    if (chunk.length === 0) return true;
+    const owned = this.#copyWrites ? Buffer.from(chunk) : chunk;
+    // The usual read: one frame's worth with the window open, queued as it is.
+    if (owned.length <= this.#maxFramePayloadBytes && this.#queue.bytes < this.#windowBytes) {
+      this.#append(this.#nextDataType(owned.length), owned);
+      this.#owner.sessionHasOutput(this);
+      return true;
+    }
+    const pending: PendingWrite = { chunk: owned, offset: 0, callback: NOTHING_TO_CALL };
     this.#pendingWrite = pending;
     this.#pumpPendingWrite();
     if (this.#pendingWrite === null) return true;

@@ -47,6 +47,8 @@ class DecodedFrame implements Frame {
 export class FrameDecoder {
   #maxPayloadBytes: number;
   readonly #chunks: Buffer[] = [];
+  /** Bytes of the first chunk already taken: it is sliced when handed on, not on every take. */
+  #offset = 0;
   #bufferedBytes = 0;
   /** Header of the frame whose payload is being awaited, or null while awaiting a header. */
   #pendingHeader: PacketHeader | null = null;
@@ -100,7 +102,7 @@ export class FrameDecoder {
   next(): Frame | null {
     if (this.#pendingHeader === null) {
       if (this.#bufferedBytes < HEADER_SIZE) return this.#drained();
-      const header = decodeHeader(this.#consume(HEADER_SIZE));
+      const header = this.#takeHeader();
       // §2: a type outside the defined range cannot be skipped safely; §1: nor can an oversize length.
       if (header.type >= PACKET_TYPE_LIMIT) throw new UnknownPacketTypeError(header.type);
       if (header.length > this.#maxPayloadBytes) throw new FrameTooLargeError(header.length, this.#maxPayloadBytes);
@@ -129,29 +131,32 @@ export class FrameDecoder {
     let needed = n;
     while (needed > 0) {
       const chunk = this.#chunks[0] as Buffer;
-      if (chunk.length <= needed) {
-        parts.push(chunk);
+      const available = chunk.length - this.#offset;
+      if (available <= needed) {
+        parts.push(this.#offset === 0 ? chunk : chunk.subarray(this.#offset));
         this.#chunks.shift();
-        needed -= chunk.length;
+        this.#offset = 0;
+        needed -= available;
       } else {
-        parts.push(chunk.subarray(0, needed));
-        this.#chunks[0] = chunk.subarray(needed);
+        parts.push(chunk.subarray(this.#offset, this.#offset + needed));
+        this.#offset += needed;
         needed = 0;
       }
     }
     return parts;
   }
 
-  /** Removes and returns the next `n` bytes (n <= bufferedBytes) in one buffer; copies only across chunks. */
-  #consume(n: number): Buffer {
+  /** Removes and decodes the next header (bufferedBytes >= HEADER_SIZE); copies it only across chunks. */
+  #takeHeader(): PacketHeader {
     const first = this.#chunks[0] as Buffer;
-    if (first.length < n) return Buffer.concat(this.#consumeParts(n), n);
-    this.#bufferedBytes -= n;
-    if (first.length === n) {
+    if (first.length - this.#offset < HEADER_SIZE) return decodeHeader(Buffer.concat(this.#consumeParts(HEADER_SIZE), HEADER_SIZE));
+    const header = decodeHeader(first, this.#offset);
+    this.#bufferedBytes -= HEADER_SIZE;
+    this.#offset += HEADER_SIZE;
+    if (this.#offset === first.length) {
       this.#chunks.shift();
-      return first;
+      this.#offset = 0;
     }
-    this.#chunks[0] = first.subarray(n);
-    return first.subarray(0, n);
+    return header;
   }
 }
