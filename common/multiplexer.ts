@@ -431,10 +431,11 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     const link = this.#link;
     if (link === null || link.state !== 'up') return;
     link.cork();
-    for (const packet of this.#control) {
-      link.writePacket(packet.type, packet.sessionId, 0, packet.ack, packet.payload);
+    // Usually empty: not even an iterator or a fresh array then.
+    if (this.#control.length > 0) {
+      for (const packet of this.#control) link.writePacket(packet.type, packet.sessionId, 0, packet.ack, packet.payload);
+      this.#control = [];
     }
-    this.#control = [];
     if (this.#phase === 'running') {
       // Round robin, one packet per session per turn, so that a bulk session cannot bury another's
       // packets behind its backlog; stop while the socket holds more than its high-water mark.
