@@ -392,10 +392,16 @@ export class Session extends Duplex {
    * that can no longer send drops the chunk: it is being torn down, and its socket with it.
    */
   send(chunk: Buffer, onQueued: () => void): boolean {
-    if (this.#pendingWrite !== null) throw new Error(`session ${this.id}: send while the window is full`);
     if (this.#state !== 'open' && this.#state !== 'fin-received') return true;
     if (chunk.length === 0) return true;
     const owned = this.#copyWrites ? Buffer.from(chunk) : chunk;
+    const waiting = this.#pendingWrite;
+    if (waiting !== null) {
+      // A caller that did not pause in time: its bytes wait behind the others, in order.
+      waiting.chunk = Buffer.concat([waiting.chunk.subarray(waiting.offset), owned]);
+      waiting.offset = 0;
+      return false;
+    }
     // The usual read: one frame's worth with the window open, queued as it is.
     if (owned.length <= this.#maxFramePayloadBytes && this.#queue.bytes < this.#windowBytes) {
       this.#append(this.#nextDataType(owned.length), owned);
