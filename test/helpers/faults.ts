@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+import type { Socket } from 'node:net';
+import { echoInRounds, type Transfer } from './targets.js';
 
 /**
  * Kills every established TCP connection to or from `port` on this host, from outside the
@@ -28,4 +30,17 @@ export function dropPackets(port: number): () => void {
     restored = true;
     for (const rule of rules) execFileSync('iptables', ['-D', ...rule]);
   };
+}
+
+/**
+ * Echoes `rounds` blocks of 1 MiB on `socket`, killing every connection on `linkPort` while each
+ * block is in flight. Each block's echo can only come back over a resumed link, so every round's
+ * kill finds a link to kill: `kills` should equal `rounds`.
+ */
+export async function echoKillingEachRound(socket: Socket, linkPort: number, rounds: number): Promise<Transfer & { kills: number }> {
+  let kills = 0;
+  const transfer = await echoInRounds(socket, rounds, 1024 * 1024, () => {
+    kills += killConnections(linkPort) > 0 ? 1 : 0;
+  });
+  return { ...transfer, kills };
 }

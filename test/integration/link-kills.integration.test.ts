@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
-import { killConnections } from '../helpers/faults.js';
-import { echoInRounds, echoTransfer } from '../helpers/targets.js';
+import { echoKillingEachRound, killConnections } from '../helpers/faults.js';
+import { echoTransfer } from '../helpers/targets.js';
 import { startTunnel } from '../helpers/tunnel.js';
 
 const defer = useCleanup();
@@ -41,12 +41,9 @@ describe('link killed from outside (ss -K) while bulk data flows', () => {
     const args = ['--window', '64'];
     const { target, sproxy, connect } = await startTunnel(defer, { sproxyArgs: args, cproxyArgs: args });
     const user = await connect();
-    let kills = 0;
-    const transfer = await echoInRounds(user.socket, 4, 1024 * 1024, () => {
-      kills += killConnections(sproxy.port) > 0 ? 1 : 0;
-    });
+    const transfer = await echoKillingEachRound(user.socket, sproxy.port, 4);
     expect(transfer.receivedHash).toBe(transfer.sentHash);
-    expect(kills).toBe(4);
+    expect(transfer.kills).toBe(4);
     expect(user.errors).toEqual([]);
     expect(target.sockets).toHaveLength(1);
   });

@@ -2,10 +2,10 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
-import { killConnections } from '../helpers/faults.js';
+import { echoKillingEachRound } from '../helpers/faults.js';
 import { secretFile } from '../helpers/secrets.js';
 import { startTap, type Tap } from '../helpers/tap.js';
-import { echoInRounds, echoTransfer, waitClosed } from '../helpers/targets.js';
+import { echoTransfer, waitClosed } from '../helpers/targets.js';
 import { startTunnel } from '../helpers/tunnel.js';
 
 const defer = useCleanup();
@@ -19,13 +19,9 @@ describe('the link with a shared secret (TLS-PSK)', () => {
     const { target, sproxy, cproxy, connect: connectUser } = await startTunnel(defer, { sproxyArgs: args, cproxyArgs: args });
     const user = await connectUser();
     // Eight rounds of 1 MiB, the link killed while each one is in flight.
-    let kills = 0;
-    const transfer = await echoInRounds(user.socket, 8, 1024 * 1024, () => {
-      kills += killConnections(sproxy.port) > 0 ? 1 : 0;
-    });
+    const transfer = await echoKillingEachRound(user.socket, sproxy.port, 8);
     expect(transfer.receivedHash).toBe(transfer.sentHash);
-    // Each round's echo came back over a resumed link, so each round's kill found a link to kill.
-    expect(kills).toBe(8);
+    expect(transfer.kills).toBe(8);
     expect(user.errors).toEqual([]);
     expect(target.sockets).toHaveLength(1);
     expect(cproxy.proc.countLogs((l) => l.msg === 'link up: sessions resumed')).toBe(8);
