@@ -142,26 +142,21 @@ interface TunnelOptions {
 async function startTunnel(name: string, targetPort: number, options: TunnelOptions = {}): Promise<Path> {
   const linkPort = await freePort();
   const port = await freePort();
-  const secret = options.tls === true ? ['--secret-file', secretFile] : [];
-  const nodeArgs = options.nodeArgs ?? [];
-  const sproxy = procs.spawn(
-    `${name}-sproxy`,
-    NODE,
-    [...nodeArgs, join(ROOT, 'bin/sproxy.js'), '--listen', `${HOST}:${linkPort}`, '--target', `${HOST}:${targetPort}`,
-      '--log-level', options.logLevel ?? 'warn', ...secret, ...(options.sproxyArgs ?? [])],
-    { cwd: ROOT },
-  );
-  await waitFor(() => isListening(linkPort) || !sproxy.alive(), 10_000, `${name}: sproxy listening`);
-  if (!sproxy.alive()) throw new Error(`${name}: sproxy exited: ${sproxy.output().slice(-1000)}`);
-  const cproxy = procs.spawn(
-    `${name}-cproxy`,
-    NODE,
-    [...nodeArgs, join(ROOT, 'bin/cproxy.js'), '--listen', `${HOST}:${port}`, '--server', `${HOST}:${linkPort}`,
-      '--log-level', options.logLevel ?? 'warn', ...secret, ...(options.cproxyArgs ?? [])],
-    { cwd: ROOT },
-  );
-  await waitFor(() => isListening(port) || !cproxy.alive(), 10_000, `${name}: cproxy listening`);
-  if (!cproxy.alive()) throw new Error(`${name}: cproxy exited: ${cproxy.output().slice(-1000)}`);
+  const common = ['--log-level', options.logLevel ?? 'warn', ...(options.tls === true ? ['--secret-file', secretFile] : [])];
+  /** Starts bin/`proxy`.js and waits until it listens on `listenPort` (or says why it exited). */
+  const startProxy = async (proxy: 'sproxy' | 'cproxy', listenPort: number, args: string[]): Promise<Child> => {
+    const child = procs.spawn(
+      `${name}-${proxy}`,
+      NODE,
+      [...(options.nodeArgs ?? []), join(ROOT, `bin/${proxy}.js`), '--listen', `${HOST}:${listenPort}`, ...common, ...args],
+      { cwd: ROOT },
+    );
+    await waitFor(() => isListening(listenPort) || !child.alive(), 10_000, `${name}: ${proxy} listening`);
+    if (!child.alive()) throw new Error(`${name}: ${proxy} exited: ${child.output().slice(-1000)}`);
+    return child;
+  };
+  const sproxy = await startProxy('sproxy', linkPort, ['--target', `${HOST}:${targetPort}`, ...(options.sproxyArgs ?? [])]);
+  const cproxy = await startProxy('cproxy', port, ['--server', `${HOST}:${linkPort}`, ...(options.cproxyArgs ?? [])]);
   // Both ends of the link, seen from loopback.
   await waitFor(() => establishedOn(linkPort) >= 2, 10_000, `${name}: link established`);
   await sleep(200); // HELLO/WELCOME (and the TLS handshake)
