@@ -3,30 +3,21 @@ import { once } from 'node:events';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { ClientEndpoint, type ClientEndpointEvents, type Dialer } from '../../common/client-endpoint.js';
+import { ClientEndpoint, type Dialer } from '../../common/client-endpoint.js';
 import type { ClientConfig, ServerConfig } from '../../common/config.js';
 import { type EternalError, HandshakeError, LinkClosedError, LinkDeadError, SessionLostError } from '../../common/errors.js';
 import { LINK_SESSION_ID, PacketType } from '../../common/protocol/constants.js';
 import { encodeHeader } from '../../common/protocol/header.js';
-import { ServerEndpoint, type ServerEndpointEvents } from '../../common/server-endpoint.js';
-import type { FinishReason, Session } from '../../common/session.js';
+import { ServerEndpoint } from '../../common/server-endpoint.js';
+import type { Session } from '../../common/session.js';
 import { useCleanup } from '../helpers/cleanup.js';
+import type { ClientUpInfo, ExpiredInfo, Finished, LinkDownInfo, RetryInfo, UpInfo } from '../helpers/endpoint-events.js';
 import { FaultyPair, MemorySocket, settle } from '../helpers/duplex-pair.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 
 const onCleanup = useCleanup();
 
-type UpInfo = ClientEndpointEvents['up'][0];
-type RetryInfo = ClientEndpointEvents['retry'][0];
-type ClientUpInfo = ServerEndpointEvents['client-up'][0];
-type LinkDownInfo = ServerEndpointEvents['link-down'][0];
-type ExpiredInfo = ServerEndpointEvents['client-expired'][0];
 
-interface Finished {
-  session: Session;
-  reason: FinishReason;
-  detail: string;
-}
 
 /**
  * What the client's dialer does on the memory transport:

@@ -8,28 +8,20 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ClientEndpoint, type ClientEndpointEvents, type Dialer } from '../../common/client-endpoint.js';
+import { ClientEndpoint, type Dialer } from '../../common/client-endpoint.js';
 import type { ClientConfig, ServerConfig } from '../../common/config.js';
 import { AuthenticationError, LimitError, SessionLostError, type EternalError } from '../../common/errors.js';
 import { CLIENT_ID_BYTES, RESUME_TOKEN_BYTES } from '../../common/protocol/constants.js';
 import { ServerEndpoint, type ServerEndpointEvents, type SessionContext } from '../../common/server-endpoint.js';
-import type { FinishReason, Session } from '../../common/session.js';
+import type { Session } from '../../common/session.js';
 import { useCleanup } from '../helpers/cleanup.js';
+import type { ClientUpInfo, Finished, LinkDownInfo, RetryInfo, UpInfo } from '../helpers/endpoint-events.js';
 import { FaultyPair, MemorySocket, settle } from '../helpers/duplex-pair.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 
 const onCleanup = useCleanup();
 
-type LinkDownInfo = ServerEndpointEvents['link-down'][0];
-type ClientUpInfo = ServerEndpointEvents['client-up'][0];
-type UpInfo = ClientEndpointEvents['up'][0];
-type RetryInfo = ClientEndpointEvents['retry'][0];
 
-interface Finished {
-  session: Session;
-  reason: FinishReason;
-  detail: string;
-}
 
 /** One ServerEndpoint on a manual clock, with what it emits recorded. */
 class TestServer {
@@ -190,6 +182,22 @@ async function advanceUntil(clock: ManualClock, done: () => boolean, limitMs = 6
 const wrongTokenMessage = (clientId: Buffer): string =>
   `resume of client ${clientId.toString('hex').slice(0, 8)} refused: wrong resume token`;
 
+
+/** The server refused exactly one link, from `peer`, before any client id was bound to it. */
+function expectOneRefusedLink(
+  server: TestServer,
+  peer: string,
+  errorClass: new (...args: never[]) => EternalError,
+  code: string,
+  message: string,
+): void {
+  expect(server.linkDowns).toHaveLength(1);
+  const [down] = server.linkDowns;
+  expect(down).toMatchObject({ clientId: null, peer });
+  expect(down?.error).toBeInstanceOf(errorClass);
+  expect(down?.error.code).toBe(code);
+  expect(down?.error.message).toBe(message);
+}
 describe('resume authentication: a client id alone gets nothing', () => {
   it('a second client with the same id and another token is refused; the owner\'s sessions are untouched', async () => {
     const server = new TestServer();
@@ -206,12 +214,7 @@ describe('resume authentication: a client id alone gets nothing', () => {
     await settle();
 
     // The server: an authentication failure on the impostor's link, before any client id is bound to it.
-    expect(server.linkDowns).toHaveLength(1);
-    const [down] = server.linkDowns;
-    expect(down).toMatchObject({ clientId: null, peer: 'impostor-1' });
-    expect(down?.error).toBeInstanceOf(AuthenticationError);
-    expect(down?.error.code).toBe('ETCP_ERR_AUTH');
-    expect(down?.error.message).toBe(wrongTokenMessage(clientId));
+    expectOneRefusedLink(server, 'impostor-1', AuthenticationError, 'ETCP_ERR_AUTH', wrongTokenMessage(clientId));
     expect(server.clientUps.map((up) => up.peer)).toEqual(['owner-1']);
     expect(server.endpoint.clientCount).toBe(1);
     expect(server.endpoint.pendingLinkCount).toBe(0);
@@ -365,12 +368,7 @@ describe('server limits', () => {
     waiting.write('queued until there is room');
     await settle();
 
-    expect(server.linkDowns).toHaveLength(1);
-    const [down] = server.linkDowns;
-    expect(down).toMatchObject({ clientId: null, peer: 'second-1' });
-    expect(down?.error).toBeInstanceOf(LimitError);
-    expect(down?.error.code).toBe('ETCP_ERR_LIMIT');
-    expect(down?.error.message).toBe('too many clients (limit 1)');
+    expectOneRefusedLink(server, 'second-1', LimitError, 'ETCP_ERR_LIMIT', 'too many clients (limit 1)');
     expect(server.endpoint.clientCount).toBe(1);
 
     // Not an authentication failure: no auth-failed, its session is kept, it retries with the usual backoff.
@@ -420,12 +418,7 @@ describe('server limits', () => {
     server.endpoint.handleConnection(third.b, 'stranger-3');
     // Synchronously: no timer, no I/O needed.
     expect(third.b.destroyed).toBe(true);
-    expect(server.linkDowns).toHaveLength(1);
-    const [down] = server.linkDowns;
-    expect(down).toMatchObject({ clientId: null, peer: 'stranger-3' });
-    expect(down?.error).toBeInstanceOf(LimitError);
-    expect(down?.error.code).toBe('ETCP_ERR_LIMIT');
-    expect(down?.error.message).toBe('too many connections without HELLO (limit 2)');
+    expectOneRefusedLink(server, 'stranger-3', LimitError, 'ETCP_ERR_LIMIT', 'too many connections without HELLO (limit 2)');
     expect(server.endpoint.pendingLinkCount).toBe(2);
     await settle();
     expect(third.a.destroyed).toBe(true);
