@@ -14,6 +14,17 @@ export interface EngineConfig {
    * out alone. DATA_ACK_REQUEST, FIN and a consumer catching up are acknowledged at once.
    */
   ackDelayMs: number;
+  /**
+   * While two or more sessions are sending (within `sharedLinkHoldMs` of each other), a session
+   * stops writing to the link once this many of its bytes are in flight (written, not yet
+   * acknowledged), so that a bulk session cannot fill the link's kernel buffers ahead of another
+   * session's keystrokes; its backlog waits in its own queue, bounded by its window. This is the
+   * floor of a budget that grows with the link's round trip (see shared-link.ts), so it only bites
+   * on very fast paths such as loopback. A lone session uses its whole window. 0: no limit.
+   */
+  sharedLinkInFlightBytes: number;
+  /** How long the link counts as shared after two sessions last sent within this time of each other. */
+  sharedLinkHoldMs: number;
   /** Largest DATA payload sent. Smaller frames interleave sessions more finely on the link. */
   maxFramePayloadBytes: number;
   /** The link writer stops taking packets from sessions while the socket buffers this much. */
@@ -68,6 +79,8 @@ export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = {
   windowBytes: 2 * 1024 * 1024,
   ackDelayMs: 10,
   maxFramePayloadBytes: 64 * 1024,
+  sharedLinkInFlightBytes: 128 * 1024,
+  sharedLinkHoldMs: 250,
   linkWriteHighWaterBytes: 128 * 1024,
   sessionReadableHighWaterBytes: 64 * 1024,
   sessionWritableHighWaterBytes: 64 * 1024,
@@ -109,6 +122,8 @@ export function validateEngineConfig(config: EngineConfig): void {
   requireInteger('windowBytes', config.windowBytes, config.maxFramePayloadBytes, 2 ** 30);
   // Far below the dead-link timeout, and an ack delayed by more than a heartbeat helps nobody.
   requireInteger('ackDelayMs', config.ackDelayMs, 0, config.heartbeatIntervalMs);
+  requireInteger('sharedLinkInFlightBytes', config.sharedLinkInFlightBytes, 0, 2 ** 30);
+  requireInteger('sharedLinkHoldMs', config.sharedLinkHoldMs, 0, MAX_TIMER_MS);
   requireInteger('linkWriteHighWaterBytes', config.linkWriteHighWaterBytes, 1, 2 ** 30);
   requireInteger('sessionReadableHighWaterBytes', config.sessionReadableHighWaterBytes, 1, 2 ** 30);
   requireInteger('sessionWritableHighWaterBytes', config.sessionWritableHighWaterBytes, 1, 2 ** 30);

@@ -9,7 +9,9 @@ import type { Logger } from './logger.js';
 import { LINK_SESSION_ID, PacketType, UINT32_MAX } from './protocol/constants.js';
 import type { Frame } from './protocol/frame-decoder.js';
 import { decodeOpenTarget, decodeReason, encodeOpenTarget, encodeReason } from './protocol/messages.js';
-import { seqAdd } from './protocol/seq.js';
+import { seqAdd, seqBefore } from './protocol/seq.js';
+import { SharedLinkBudget } from './shared-link.js';
+import type { QueuedPacket } from './retransmit-queue.js';
 import { Session, type AckTiming, type FinishReason, type SessionOwner } from './session.js';
 
 /** What the multiplexer tells its endpoint. */
@@ -73,6 +75,11 @@ interface Slot {
   ackDue: boolean;
   /** In #acksDelayed: its ack waits for a packet to ride on, until #ackTimer fires. */
   ackDelayed: boolean;
+  /** Payload bytes written since the last packet that asked for an ack (shared-link pacing). */
+  sentSinceAckRequest: number;
+  /** A packet the peer acks at once, timed to measure the round trip: its seq, and when it went (-1: none). */
+  probeSeq: number;
+  probeSentAt: number;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -114,6 +121,8 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   #flushScheduled = false;
   #nextSessionId = 1;
   #peerKeptState = true;
+  /** How much each session may have in flight while several are sending. */
+  readonly #sharedLink: SharedLinkBudget;
 
   constructor(options: MultiplexerOptions) {
     super();
@@ -124,6 +133,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#initialSeq = options.initialSeq ?? (() => randomInt(0, UINT32_MAX + 1));
     this.#maxSessions = options.maxSessions ?? Number.POSITIVE_INFINITY;
     this.#clock = options.clock ?? systemClock;
+    this.#sharedLink = new SharedLinkBudget({ floorBytes: this.#config.sharedLinkInFlightBytes, holdMs: this.#config.sharedLinkHoldMs });
   }
 
   get phase(): MultiplexerPhase {
@@ -167,6 +177,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#phase = 'syncing';
     this.#peerAcks = new Map();
     this.#control = [];
+    this.#sharedLink.newPath();
     link.setHandler(this);
     link.onDown(() => this.detach(link));
     for (const { session } of this.#sessions.values()) {
@@ -185,7 +196,10 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#ready.clear();
     this.#acksDue.clear();
     this.#acksDelayed.clear();
-    for (const slot of this.#sessions.values()) slot.ready = slot.ackDue = slot.ackDelayed = false;
+    for (const slot of this.#sessions.values()) {
+      slot.ready = slot.ackDue = slot.ackDelayed = false;
+      slot.probeSentAt = -1; // its ack, if any, will not time this link
+    }
     this.#ackTimer?.cancel();
     this.#ackTimer = null;
   }
@@ -230,9 +244,11 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       case PacketType.Reset:
         this.#onSequenced(type, header.sessionId, header.seq, header.ack, frame.parts);
         return;
-      case PacketType.Ack:
-        this.#sessions.get(header.sessionId)?.session.acknowledge(header.ack);
+      case PacketType.Ack: {
+        const slot = this.#sessions.get(header.sessionId);
+        if (slot !== undefined) this.#onAcknowledged(slot, header.ack);
         return;
+      }
       default:
         throw new ProtocolError(`unexpected ${PacketType[type] ?? type} packet on a running link`);
     }
@@ -359,8 +375,8 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   }
 
   #onSequenced(type: PacketType, sessionId: number, seq: number, ack: number, payload: readonly Buffer[]): void {
-    const session = this.#sessions.get(sessionId)?.session;
-    if (session === undefined) {
+    const slot = this.#sessions.get(sessionId);
+    if (slot === undefined) {
       // Already forgotten here. A RESET still deserves its ack, so that the peer can forget too.
       if (type === PacketType.Reset) {
         this.#control.push({ type: PacketType.Ack, sessionId, ack: seqAdd(seq, 1), payload: EMPTY });
@@ -369,10 +385,23 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       this.#logger.debug({ session: sessionId, type: PacketType[type] }, 'packet for an unknown session dropped');
       return;
     }
-    session.acknowledge(ack);
-    if (session.receive(type, seq, payload) === 'ahead') {
+    this.#onAcknowledged(slot, ack);
+    if (slot.session.receive(type, seq, payload) === 'ahead') {
       // The link is a reliable byte stream, so a gap means the peer is broken, not that data was lost.
       throw new ProtocolError(`session ${sessionId}: seq ${seq} skips ahead of the expected one`);
+    }
+  }
+
+  /** The peer's ack frees room in flight: a session held back by the shared-link limit may go on. */
+  #onAcknowledged(slot: Slot, ack: number): void {
+    slot.session.acknowledge(ack);
+    if (slot.probeSentAt >= 0 && seqBefore(slot.probeSeq, ack)) {
+      this.#sharedLink.noteRoundTrip(this.#clock.now() - slot.probeSentAt);
+      slot.probeSentAt = -1;
+    }
+    if (!slot.ready && slot.session.hasUnsent && this.#sessions.get(slot.session.id) === slot) {
+      this.#markReady(slot);
+      this.#scheduleFlush();
     }
   }
 
@@ -388,7 +417,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       writableHighWaterMark: this.#config.sessionWritableHighWaterBytes,
       copyWrites: this.#copyWrites,
     });
-    this.#sessions.set(id, { session, ready: false, ackDue: false, ackDelayed: false });
+    this.#sessions.set(id, { session, ready: false, ackDue: false, ackDelayed: false, sentSinceAckRequest: 0, probeSeq: 0, probeSentAt: -1 });
     return session;
   }
 
@@ -414,6 +443,26 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
 
   // ── Sending ──────────────────────────────────────────────────────────────
 
+  /**
+   * The packet's type as written: on a shared link, DATA asks for an ack once per quarter budget,
+   * or the session would stall at its budget until the peer's delayed ack. A packet the peer acks
+   * at once, written while no other is being timed, times the round trip.
+   */
+  #typeToWrite(slot: Slot, packet: QueuedPacket, budget: number, now: number): PacketType {
+    let { type } = packet;
+    if (type === PacketType.Data && budget !== Number.POSITIVE_INFINITY) {
+      slot.sentSinceAckRequest += packet.payload.length;
+      if (slot.sentSinceAckRequest >= budget / 4) type = PacketType.DataAckRequest;
+    }
+    if (type === PacketType.Data) return type;
+    slot.sentSinceAckRequest = 0;
+    if (slot.probeSentAt < 0 && type !== PacketType.Reset) {
+      slot.probeSeq = packet.seq;
+      slot.probeSentAt = now;
+    }
+    return type;
+  }
+
   #scheduleFlush(): void {
     if (this.#flushScheduled || this.#link === null) return;
     this.#flushScheduled = true;
@@ -437,6 +486,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       this.#control = [];
     }
     if (this.#phase === 'running') {
+      const now = this.#clock.now();
       // Round robin, one packet per session per turn, so that a bulk session cannot bury another's
       // packets behind its backlog; stop while the socket holds more than its high-water mark.
       // A session with more to send goes to the back of the queue.
@@ -445,9 +495,15 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
         if (!slot.ready) continue;
         slot.ready = false;
         const { session } = slot;
+        // Over its budget on a shared link: held back until acks free room (#onAcknowledged puts it
+        // back in the queue). Asked per packet: the packet before may have made the link shared.
+        const budget = this.#sharedLink.budgetBytes(now);
+        if (session.inFlightBytes >= budget) continue;
         const packet = session.takeNextPacket();
         if (packet !== null) {
-          link.writePacket(packet.type, session.id, packet.seq, session.takeAck(), packet.payload);
+          this.#sharedLink.noteSent(slot, now);
+          const type = this.#typeToWrite(slot, packet, budget, now);
+          link.writePacket(type, session.id, packet.seq, session.takeAck(), packet.payload);
           // The ack rode on this packet: the session's entries in the ack queues are stale.
           slot.ackDue = slot.ackDelayed = false;
         }

@@ -30,6 +30,8 @@ export class RetransmitQueue {
   /** First packet not yet written on the current link, or null when all have been. */
   #cursor: QueueNode | null = null;
   #bytes = 0;
+  /** Payload bytes of the packets before the cursor: written on the current link, not yet acknowledged. */
+  #sentBytes = 0;
   #length = 0;
 
   constructor(maxBytes: number) {
@@ -42,6 +44,11 @@ export class RetransmitQueue {
   }
 
   /** Packets held (unacknowledged). */
+  /** Payload bytes written on the current link and not yet acknowledged (in flight). */
+  get sentBytes(): number {
+    return this.#sentBytes;
+  }
+
   get length(): number {
     return this.#length;
   }
@@ -82,7 +89,10 @@ export class RetransmitQueue {
     let dropped = 0;
     while (this.#head !== null && seqBefore(this.#head.seq, ack)) {
       const node = this.#head;
+      // The cursor sits on the first unsent packet: one acknowledged before it was written again
+      // (after a rewind) was never in flight on this link.
       if (this.#cursor === node) this.#cursor = node.next;
+      else this.#sentBytes -= node.payload.length;
       this.#head = node.next;
       node.next = null;
       this.#bytes -= node.payload.length;
@@ -98,12 +108,14 @@ export class RetransmitQueue {
     const node = this.#cursor;
     if (node === null) return null;
     this.#cursor = node.next;
+    this.#sentBytes += node.payload.length;
     return node;
   }
 
   /** A new link: everything still held must be written again. Returns how many packets that is. */
   rewind(): number {
     this.#cursor = this.#head;
+    this.#sentBytes = 0;
     return this.#length;
   }
 
@@ -111,6 +123,7 @@ export class RetransmitQueue {
   clear(): void {
     this.#head = this.#tail = this.#cursor = null;
     this.#bytes = 0;
+    this.#sentBytes = 0;
     this.#length = 0;
   }
 }

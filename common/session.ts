@@ -157,6 +157,11 @@ export class Session extends Duplex {
     return this.#queue.bytes;
   }
 
+  /** Payload bytes written on the current link and not yet acknowledged. */
+  get inFlightBytes(): number {
+    return this.#queue.sentBytes;
+  }
+
   /** Unacknowledged packets held for retransmission. */
   get unackedPackets(): number {
     return this.#queue.length;

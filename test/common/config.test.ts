@@ -67,6 +67,8 @@ describe('validation', () => {
       `maxFramePayloadBytes must be an integer from 1 to ${MAX_PAYLOAD_BYTES}, got ${MAX_PAYLOAD_BYTES + 1}`,
     ],
     ['windowBytes', 1000, `windowBytes must be an integer from ${DEFAULT_ENGINE_CONFIG.maxFramePayloadBytes} to ${2 ** 30}, got 1000`],
+    ['sharedLinkInFlightBytes', -1, `sharedLinkInFlightBytes must be an integer from 0 to ${2 ** 30}, got -1`],
+    ['sharedLinkHoldMs', 0.5, 'sharedLinkHoldMs must be an integer from 0 to 2147483647, got 0.5'],
     ['linkWriteHighWaterBytes', 0, `linkWriteHighWaterBytes must be an integer from 1 to ${2 ** 30}, got 0`],
     ['sessionReadableHighWaterBytes', -1, `sessionReadableHighWaterBytes must be an integer from 1 to ${2 ** 30}, got -1`],
     ['sessionWritableHighWaterBytes', Number.NaN, `sessionWritableHighWaterBytes must be an integer from 1 to ${2 ** 30}, got NaN`],

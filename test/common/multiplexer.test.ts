@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_ENGINE_CONFIG } from '../../common/config.js';
+import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from '../../common/config.js';
 import { LinkClosedError } from '../../common/errors.js';
 import { createLink } from '../../common/link.js';
 import { silentLogger } from '../../common/logger.js';
@@ -45,26 +45,33 @@ class Peer {
 
 /** A server multiplexer on a running link with session 1 opened by the peer (its OPEN acknowledged). */
 async function runningSession(): Promise<{ clock: ManualClock; peer: Peer; session: Session }> {
+  const { clock, peer, sessions } = await runningSessions(1);
+  return { clock, peer, session: sessions[0] as Session };
+}
+
+/** Sessions 1..count opened by the peer on a running link, their OPENs acknowledged. */
+async function runningSessions(count: number, overrides: Partial<EngineConfig> = {}): Promise<{ clock: ManualClock; peer: Peer; sessions: Session[] }> {
   const clock = new ManualClock();
   const [near, far] = MemorySocket.pair();
   const peer = new Peer(far);
-  const config = { ...DEFAULT_ENGINE_CONFIG, ackDelayMs: ACK_DELAY_MS, heartbeatIntervalMs: 60_000, deadAfterMs: 120_000 };
+  const config = { ...DEFAULT_ENGINE_CONFIG, ackDelayMs: ACK_DELAY_MS, heartbeatIntervalMs: 60_000, deadAfterMs: 120_000, ...overrides };
   const link = createLink(near, 'memory', config, clock);
   onCleanup(() => {
     link.fail(new LinkClosedError('test over'));
     far.destroy();
   });
   const mux = new Multiplexer({ role: 'server', config, logger: silentLogger, copyWrites: true, clock });
-  const opened = new Promise<Session>((resolve) => mux.once('session', (session) => resolve(session)));
+  const sessions: Session[] = [];
+  mux.on('session', (session) => sessions.push(session));
   mux.attach(link, true);
   peer.send(PacketType.SyncEnd, LINK_SESSION_ID, 0, 0);
-  peer.send(PacketType.Open, 1, PEER_SEQ, OUR_SEQ);
-  const session = await opened;
+  for (let id = 1; id <= count; id++) peer.send(PacketType.Open, id, PEER_SEQ, OUR_SEQ);
   await settle();
   expect(mux.phase).toBe('running');
-  expect(peer.acks()).toEqual([PEER_SEQ + 1]); // the OPEN, at once
+  expect(sessions.map((session) => session.id)).toEqual(Array.from({ length: count }, (_, i) => i + 1));
+  expect(peer.acks()).toEqual(Array<number>(count).fill(PEER_SEQ + 1)); // the OPENs, at once
   peer.frames.length = 0;
-  return { clock, peer, session };
+  return { clock, peer, sessions };
 }
 
 describe('Multiplexer: delayed acks', () => {
@@ -151,5 +158,82 @@ describe('Multiplexer: delayed acks', () => {
     const quarter = DEFAULT_ENGINE_CONFIG.windowBytes / 4;
     expect(requests).toBe(total / quarter);
     expect(data.length).toBe(total / frame);
+  });
+});
+
+describe('Multiplexer: a link shared by several sending sessions', () => {
+  const { maxFramePayloadBytes: frame, windowBytes: window, sharedLinkHoldMs: holdMs } = DEFAULT_ENGINE_CONFIG;
+  // Four frames, so that the budget's ack requests and its partial release can be told apart.
+  const floor = 4 * frame;
+  const sharing = { sharedLinkInFlightBytes: floor };
+
+  /** Payload bytes the peer has received on `sessionId` so far. */
+  function received(peer: Peer, sessionId: number): number {
+    return peer.frames
+      .filter((f) => f.header.sessionId === sessionId && (f.header.type === PacketType.Data || f.header.type === PacketType.DataAckRequest))
+      .reduce((sum, f) => sum + f.payload.length, 0);
+  }
+
+  it('lets a session that sends alone fill its whole window without a single ack', async () => {
+    const { peer, sessions } = await runningSessions(2, sharing);
+    (sessions[0] as Session).write(Buffer.alloc(2 * window, 0x62));
+    await settle();
+    expect(received(peer, 1)).toBe(window);
+  });
+
+  it('holds a bulk session to its budget while another sends, puts the keystroke first, and lets the bulk go on as acks come', async () => {
+    const { clock, peer, sessions } = await runningSessions(2, sharing);
+    const [bulk, keys] = sessions as [Session, Session];
+    keys.write('k');
+    await settle();
+    bulk.write(Buffer.alloc(2 * window, 0x62));
+    await settle();
+    // The peer has acknowledged nothing: the bulk stopped at the budget (the floor before any
+    // round trip was measured), not at its window.
+    expect(received(peer, 1)).toBe(floor);
+    // From the moment the link became shared, every quarter budget asks for an ack, the last frame
+    // before the stop included: the budget never waits on a delayed ack.
+    const bulkFrames = peer.frames.filter((f) => f.header.sessionId === 1);
+    expect(bulkFrames.filter((f) => f.header.type === PacketType.DataAckRequest).length).toBeGreaterThanOrEqual(floor / frame - 1);
+    expect(bulkFrames.at(-1)?.header.type).toBe(PacketType.DataAckRequest);
+    // A keystroke now goes straight out, ahead of the bulk's backlog.
+    peer.frames.length = 0;
+    keys.write('x');
+    await settle();
+    expect(peer.frames.map((f) => [f.header.sessionId, f.payload.toString()])).toEqual([[2, 'x']]);
+    // Two frames acknowledged: two more go, no more.
+    const firstSeq = bulkFrames[0]?.header.seq as number;
+    peer.frames.length = 0;
+    peer.send(PacketType.Ack, 1, 0, firstSeq + 2);
+    await settle();
+    expect(received(peer, 1)).toBe(2 * frame);
+    // The keystrokes stop; once the hold has passed the bulk is alone again, and its next ack
+    // opens the whole window.
+    await clock.advance(holdMs);
+    peer.frames.length = 0;
+    peer.send(PacketType.Ack, 1, 0, firstSeq + 4);
+    await settle();
+    // Everything its window holds is in flight now: the two frames still unacknowledged, and the rest.
+    expect(received(peer, 1)).toBe(window - 2 * frame);
+    expect(bulk.inFlightBytes).toBe(window);
+  });
+
+  it('times a round trip with an ack request, and on a slow path lets the bulk have its whole window', async () => {
+    const { clock, peer, sessions } = await runningSessions(2, sharing);
+    const [bulk, keys] = sessions as [Session, Session];
+    keys.write('k');
+    await settle();
+    bulk.write(Buffer.alloc(2 * window, 0x62));
+    await settle();
+    expect(received(peer, 1)).toBe(floor);
+    // The first ack request comes back 10 ms later: a path slow enough that the floor would
+    // starve the bulk (the budget becomes 10 ms of an 8 Gbit/s path, more than the window).
+    const probe = peer.take(PacketType.DataAckRequest).find((f) => f.header.sessionId === 1) as Frame;
+    await clock.advance(10);
+    peer.send(PacketType.Ack, 1, 0, (probe.header.seq + 1) >>> 0);
+    await settle();
+    // With the floor it would be two frames more; here everything its window holds went out.
+    expect(bulk.inFlightBytes).toBe(window);
+    expect(received(peer, 1)).toBe(window + 2 * frame);
   });
 });

@@ -171,6 +171,29 @@ describe('RetransmitQueue: cursor', () => {
   });
 });
 
+describe('RetransmitQueue: bytes in flight', () => {
+  it('counts what was taken and not yet acknowledged; a rewind or an ack of unsent packets takes nothing off twice', () => {
+    const queue = queueWith(10, [5, 7, 11]);
+    expect(queue.sentBytes).toBe(0);
+    queue.takeNext();
+    queue.takeNext();
+    expect(queue.sentBytes).toBe(12);
+    queue.acknowledge(11);
+    expect(queue.sentBytes).toBe(7);
+    queue.rewind();
+    expect(queue.sentBytes).toBe(0);
+    // The peer had both on the old link: acknowledged before they went out again.
+    queue.acknowledge(13);
+    expect(queue.sentBytes).toBe(0);
+    expect(queue.bytes).toBe(0);
+    queue.append(PacketType.Data, 13, bytes(3));
+    queue.takeNext();
+    expect(queue.sentBytes).toBe(3);
+    queue.clear();
+    expect(queue.sentBytes).toBe(0);
+  });
+});
+
 describe('RetransmitQueue: byte bound', () => {
   it('accepts up to maxBytes exactly, then throws QueueFullError', () => {
     const queue = new RetransmitQueue(100);
@@ -279,6 +302,7 @@ describe('RetransmitQueue: model check', () => {
           expect(queue.bytes).toBe(model.reduce((sum, packet) => sum + packet.size, 0));
           expect(queue.oldestSeq).toBe(model[0]?.seq ?? null);
           expect(queue.hasUnsent).toBe(cursor < model.length);
+          expect(queue.sentBytes).toBe(model.slice(0, cursor).reduce((sum, packet) => sum + packet.size, 0));
         }
       }),
       { numRuns: 300 },
