@@ -174,6 +174,21 @@ describe('Multiplexer: a link shared by several sending sessions', () => {
       .reduce((sum, f) => sum + f.payload.length, 0);
   }
 
+  /**
+   * Session 2 types a key, then session 1 writes two windows' worth: the link is shared, and the
+   * peer, which acknowledges nothing, has seen the bulk stop at the floor (no round trip measured yet).
+   */
+  async function bulkBesideKeystroke(): Promise<{ clock: ManualClock; peer: Peer; bulk: Session; keys: Session }> {
+    const { clock, peer, sessions } = await runningSessions(2, sharing);
+    const [bulk, keys] = sessions as [Session, Session];
+    keys.write('k');
+    await settle();
+    bulk.write(Buffer.alloc(2 * window, 0x62));
+    await settle();
+    expect(received(peer, 1)).toBe(floor);
+    return { clock, peer, bulk, keys };
+  }
+
   it('lets a session that sends alone fill its whole window without a single ack', async () => {
     const { peer, sessions } = await runningSessions(2, sharing);
     (sessions[0] as Session).write(Buffer.alloc(2 * window, 0x62));
@@ -182,15 +197,8 @@ describe('Multiplexer: a link shared by several sending sessions', () => {
   });
 
   it('holds a bulk session to its budget while another sends, puts the keystroke first, and lets the bulk go on as acks come', async () => {
-    const { clock, peer, sessions } = await runningSessions(2, sharing);
-    const [bulk, keys] = sessions as [Session, Session];
-    keys.write('k');
-    await settle();
-    bulk.write(Buffer.alloc(2 * window, 0x62));
-    await settle();
-    // The peer has acknowledged nothing: the bulk stopped at the budget (the floor before any
-    // round trip was measured), not at its window.
-    expect(received(peer, 1)).toBe(floor);
+    // Stopped at the budget, not at its window.
+    const { clock, peer, bulk, keys } = await bulkBesideKeystroke();
     // From the moment the link became shared, every quarter budget asks for an ack, the last frame
     // before the stop included: the budget never waits on a delayed ack.
     const bulkFrames = peer.frames.filter((f) => f.header.sessionId === 1);
@@ -204,14 +212,14 @@ describe('Multiplexer: a link shared by several sending sessions', () => {
     // Two frames acknowledged: two more go, no more.
     const firstSeq = bulkFrames[0]?.header.seq as number;
     peer.frames.length = 0;
-    peer.send(PacketType.Ack, 1, 0, firstSeq + 2);
+    peer.send(PacketType.Ack, 1, 0, (firstSeq + 2) >>> 0);
     await settle();
     expect(received(peer, 1)).toBe(2 * frame);
     // The keystrokes stop; once the hold has passed the bulk is alone again, and its next ack
     // opens the whole window.
     await clock.advance(holdMs);
     peer.frames.length = 0;
-    peer.send(PacketType.Ack, 1, 0, firstSeq + 4);
+    peer.send(PacketType.Ack, 1, 0, (firstSeq + 4) >>> 0);
     await settle();
     // Everything its window holds is in flight now: the two frames still unacknowledged, and the rest.
     expect(received(peer, 1)).toBe(window - 2 * frame);
@@ -219,13 +227,7 @@ describe('Multiplexer: a link shared by several sending sessions', () => {
   });
 
   it('times a round trip with an ack request, and on a slow path lets the bulk have its whole window', async () => {
-    const { clock, peer, sessions } = await runningSessions(2, sharing);
-    const [bulk, keys] = sessions as [Session, Session];
-    keys.write('k');
-    await settle();
-    bulk.write(Buffer.alloc(2 * window, 0x62));
-    await settle();
-    expect(received(peer, 1)).toBe(floor);
+    const { clock, peer, bulk } = await bulkBesideKeystroke();
     // The first ack request comes back 10 ms later: a path slow enough that the floor would
     // starve the bulk (the budget becomes 10 ms of an 8 Gbit/s path, more than the window).
     const probe = peer.take(PacketType.DataAckRequest).find((f) => f.header.sessionId === 1) as Frame;
