@@ -43,12 +43,12 @@ export class RetransmitQueue {
     return this.#bytes;
   }
 
-  /** Packets held (unacknowledged). */
   /** Payload bytes written on the current link and not yet acknowledged (in flight). */
   get sentBytes(): number {
     return this.#sentBytes;
   }
 
+  /** Packets held (unacknowledged). */
   get length(): number {
     return this.#length;
   }

@@ -3,8 +3,8 @@
  *
  * The link is one TCP connection: a packet written to it waits behind every byte already in the
  * kernel's buffers, whichever session they belong to. A bulk session with a 2 MiB window keeps
- * about that much queued there, and a keystroke on another session waits for all of it (several
- * milliseconds on loopback, far longer on a slow path). While another session is sending, a
+ * up to that much queued there (about 1 MB measured on loopback), and a keystroke on another
+ * session waits for all of it (5 ms at the median on loopback with two busy cores). While another session is sending, a
  * session is therefore held to a smaller budget; the rest of its backlog waits in its own queue,
  * where the multiplexer's round robin can put the other session's packets first.
  *
@@ -12,6 +12,8 @@
  * where the path is fast enough to deliver it quickly: budget = max(floor, minRtt × REFERENCE_RATE).
  * On loopback (round trips of a fraction of a millisecond) it is the floor; on a path with a
  * 10 ms round trip it is 10 MB, more than any window, and a bulk transfer is never slowed there.
+ * The other side of that choice: on a slow path (100 Mbit/s, 50 ms) a keystroke can still wait
+ * behind up to a window of bulk; a budget from the measured delivery rate would close that.
  *
  * Pure bookkeeping: the multiplexer tells it who sent when, and each measured round trip.
  */
