@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { MAX_PAYLOAD_BYTES } from './protocol/constants.js';
 import { describeError, type Logger } from './logger.js';

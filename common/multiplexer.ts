@@ -1,5 +1,7 @@
+import { Buffer } from 'node:buffer';
 import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { nextTick } from 'node:process';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import type { EngineConfig } from './config.js';
 import { LimitError, ProtocolError } from './errors.js';
@@ -12,7 +14,7 @@ import { decodeOpenTarget, decodeReason, encodeOpenTarget, encodeReason } from '
 import { seqAdd, seqBefore } from './protocol/seq.js';
 import { SharedLinkBudget } from './shared-link.js';
 import type { QueuedPacket } from './retransmit-queue.js';
-import { Session, type AckTiming, type FinishReason, type SessionOwner } from './session.js';
+import { Session, type AckTiming, type FinishReason, type OutputTiming, type SessionOwner } from './session.js';
 
 /** What the multiplexer tells its endpoint. */
 export interface MultiplexerEvents {
@@ -119,6 +121,8 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   #link: Link | null = null;
   #phase: MultiplexerPhase = 'detached';
   #flushScheduled = false;
+  /** Inside #flush, or handling a received frame: a flush asked for `now` waits for the tick's end. */
+  #busy = false;
   #nextSessionId = 1;
   #peerKeptState = true;
   /** How much each session may have in flight while several are sending. */
@@ -221,6 +225,17 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   // ── LinkHandler ──────────────────────────────────────────────────────────
 
   onFrame(link: Link, frame: Frame): void {
+    // Output the frame causes (acks, packets freed by an ack) is batched for the whole chunk; and a
+    // consumer that writes back synchronously must not flush in the middle of a frame's handling.
+    this.#busy = true;
+    try {
+      this.#dispatchFrame(link, frame);
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  #dispatchFrame(link: Link, frame: Frame): void {
     // `frame.payload` joins a payload that spanned chunks: only control packets ask for it.
     const { header } = frame;
     const type = header.type as PacketType;
@@ -260,11 +275,12 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
 
   // ── SessionOwner ─────────────────────────────────────────────────────────
 
-  sessionHasOutput(session: Session): void {
+  sessionHasOutput(session: Session, timing: OutputTiming): void {
     const slot = this.#slotOf(session);
     if (this.#phase !== 'running' || slot === undefined) return;
     this.#markReady(slot);
-    this.#scheduleFlush();
+    if (timing === 'now' && !this.#busy && this.#link !== null) this.flushNow();
+    else this.#scheduleFlush();
   }
 
   sessionNeedsAck(session: Session, timing: AckTiming): void {
@@ -466,7 +482,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   #scheduleFlush(): void {
     if (this.#flushScheduled || this.#link === null) return;
     this.#flushScheduled = true;
-    process.nextTick(this.#flush);
+    nextTick(this.#flush);
   }
 
   /** Writes what can be written now (used before closing, when no later tick will come). */
@@ -479,6 +495,8 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#flushScheduled = false;
     const link = this.#link;
     if (link === null || link.state !== 'up') return;
+    const wasBusy = this.#busy; // flushNow may come from inside a frame's handling
+    this.#busy = true;
     link.cork();
     // Usually empty: not even an iterator or a fresh array then.
     if (this.#control.length > 0) {
@@ -516,6 +534,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       }
     }
     link.uncork();
+    this.#busy = wasBusy;
     // The kernel took everything at once: there is room for more now, not at the next 'drain'.
     if (this.#ready.length > 0 && link.writable) this.#scheduleFlush();
   };

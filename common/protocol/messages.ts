@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { HandshakeError, ProtocolError } from '../errors.js';
 import {
   CLIENT_ID_BYTES,

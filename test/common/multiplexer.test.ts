@@ -4,7 +4,7 @@ import { LinkClosedError } from '../../common/errors.js';
 import { createLink } from '../../common/link.js';
 import { silentLogger } from '../../common/logger.js';
 import { Multiplexer } from '../../common/multiplexer.js';
-import { LINK_SESSION_ID, PacketType } from '../../common/protocol/constants.js';
+import { HEADER_SIZE, LINK_SESSION_ID, PacketType } from '../../common/protocol/constants.js';
 import { FrameDecoder, type Frame } from '../../common/protocol/frame-decoder.js';
 import { encodeHeader } from '../../common/protocol/header.js';
 import type { Session } from '../../common/session.js';
@@ -44,13 +44,16 @@ class Peer {
 }
 
 /** A server multiplexer on a running link with session 1 opened by the peer (its OPEN acknowledged). */
-async function runningSession(): Promise<{ clock: ManualClock; peer: Peer; session: Session }> {
-  const { clock, peer, sessions } = await runningSessions(1);
-  return { clock, peer, session: sessions[0] as Session };
+async function runningSession(): Promise<{ clock: ManualClock; peer: Peer; session: Session; near: MemorySocket }> {
+  const { clock, peer, sessions, near } = await runningSessions(1);
+  return { clock, peer, session: sessions[0] as Session, near };
 }
 
 /** Sessions 1..count opened by the peer on a running link, their OPENs acknowledged. */
-async function runningSessions(count: number, overrides: Partial<EngineConfig> = {}): Promise<{ clock: ManualClock; peer: Peer; sessions: Session[] }> {
+async function runningSessions(
+  count: number,
+  overrides: Partial<EngineConfig> = {},
+): Promise<{ clock: ManualClock; peer: Peer; sessions: Session[]; near: MemorySocket }> {
   const clock = new ManualClock();
   const [near, far] = MemorySocket.pair();
   const peer = new Peer(far);
@@ -71,7 +74,7 @@ async function runningSessions(count: number, overrides: Partial<EngineConfig> =
   expect(sessions.map((session) => session.id)).toEqual(Array.from({ length: count }, (_, i) => i + 1));
   expect(peer.acks()).toEqual(Array<number>(count).fill(PEER_SEQ + 1)); // the OPENs, at once
   peer.frames.length = 0;
-  return { clock, peer, sessions };
+  return { clock, peer, sessions, near };
 }
 
 describe('Multiplexer: delayed acks', () => {
@@ -158,6 +161,35 @@ describe('Multiplexer: delayed acks', () => {
     const quarter = DEFAULT_ENGINE_CONFIG.windowBytes / 4;
     expect(requests).toBe(total / quarter);
     expect(data.length).toBe(total / frame);
+  });
+});
+
+describe('Multiplexer: when packets are written', () => {
+  const NOTHING = (): void => {};
+
+  it('writes bytes read from a socket (send) at once, and library writes at the end of the tick, together', async () => {
+    const { peer, session, near } = await runningSession();
+    session.send(Buffer.from('key'), NOTHING);
+    // On the link socket before send returned: no tick between a keystroke and its write.
+    expect(near.undeliveredBytes).toBe(HEADER_SIZE + 3);
+
+    session.write('a');
+    session.write('b');
+    expect(near.undeliveredBytes).toBe(HEADER_SIZE + 3);
+    await settle();
+    expect(peer.take(PacketType.Data).map((frame) => frame.payload.toString())).toEqual(['key', 'a', 'b']);
+  });
+
+  it("does not write in the middle of handling a frame: a reply sent from a data handler carries that frame's ack", async () => {
+    const { clock, peer, session } = await runningSession();
+    session.on('data', (chunk: Buffer) => session.send(Buffer.from(chunk.toString().toUpperCase()), NOTHING));
+    peer.send(PacketType.Data, 1, PEER_SEQ + 1, OUR_SEQ, Buffer.from('ping'));
+    await settle();
+    const [reply] = peer.take(PacketType.Data);
+    expect(reply?.payload.toString()).toBe('PING');
+    expect(reply?.header.ack).toBe(PEER_SEQ + 2);
+    await clock.advance(10 * ACK_DELAY_MS);
+    expect(peer.acks()).toEqual([]);
   });
 });
 
