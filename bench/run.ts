@@ -58,6 +58,8 @@ const IPERF_SECONDS = 5;
  */
 const PINGPONG_WARMUP = 5000;
 const PINGPONG_ROUNDS = 5000;
+/** Runs per path of the ping-pong above (fresh proxies each), pooled. */
+const LATENCY_ROUNDS = 3;
 const KILL_REPEATS = 10;
 const OUTAGES_MS = [4000, 4400, 4800]; // longer than the default --dead-after (3000 ms)
 const IDLE_SESSIONS = 10_000;
@@ -471,10 +473,16 @@ async function throughputSection(): Promise<void> {
     socat: { label: 'socat, 2 hops', start: startSocat },
     ssh: { label: 'ssh -L (local sshd)', start: startSsh },
   };
-  // The two compared figures are measured three times, interleaved, and the best run is kept
-  // (noise on a shared machine only ever lowers throughput; with two runs the ratio still moved
-  // by +-0.1 from one bench to the next).
-  const order = ['plain-relay', 'tunnel', 'direct', 'tunnel-tls', 'plain-relay', 'tunnel', 'socat', 'ssh', 'plain-relay', 'tunnel'];
+  // The two compared figures are measured five times, interleaved, each going first in turn, and
+  // the best run is kept (noise on a shared machine only ever lowers throughput; with three runs
+  // the ratio still moved between 0.88 and 1.13 from one bench to the next on the same code).
+  const order = [
+    'plain-relay', 'tunnel', 'direct',
+    'tunnel', 'plain-relay', 'tunnel-tls',
+    'plain-relay', 'tunnel', 'socat',
+    'tunnel', 'plain-relay', 'ssh',
+    'plain-relay', 'tunnel',
+  ];
   const runs: Record<string, { up: IperfResult[]; down: IperfResult[] }> = {};
   for (const key of order) {
     const setup = setups[key];
@@ -565,9 +573,9 @@ async function latencySection(targetPort: number): Promise<void> {
   const segments: Record<string, { out: number; in: number }> = {};
   progress('latency: direct');
   samples['direct'] = await pingPong(targetPort, PINGPONG_ROUNDS, PINGPONG_WARMUP);
-  // Two rounds each, interleaved, pooled.
-  for (let round = 0; round < 2; round++) {
-    for (const setup of setups) {
+  // Three rounds each, interleaved, each path going first in turn, pooled.
+  for (let round = 0; round < LATENCY_ROUNDS; round++) {
+    for (const setup of round % 2 === 0 ? setups : [...setups].reverse()) {
       progress(`latency: ${setup.label} (round ${round + 1})`);
       const path = await setup.start();
       try {
