@@ -573,7 +573,7 @@ async function latencySection(targetPort: number): Promise<void> {
   const segments: Record<string, { out: number; in: number }> = {};
   progress('latency: direct');
   samples['direct'] = await pingPong(targetPort, PINGPONG_ROUNDS, PINGPONG_WARMUP);
-  // Three rounds each, interleaved, each path going first in turn, pooled.
+  // LATENCY_ROUNDS rounds each, interleaved, each path going first in turn, pooled.
   for (let round = 0; round < LATENCY_ROUNDS; round++) {
     for (const setup of round % 2 === 0 ? setups : [...setups].reverse()) {
       progress(`latency: ${setup.label} (round ${round + 1})`);
