@@ -279,7 +279,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     const slot = this.#slotOf(session);
     if (this.#phase !== 'running' || slot === undefined) return;
     this.#markReady(slot);
-    if (timing === 'now' && !this.#busy && this.#link !== null) this.flushNow();
+    if (timing === 'now' && !this.#busy) this.flushNow(); // running: a link is attached
     else this.#scheduleFlush();
   }
 
