@@ -1,7 +1,8 @@
 import { hkdfSync } from 'node:crypto';
-import { connect as netConnect, createServer as netCreateServer, type Server, type Socket } from 'node:net';
+import { createServer as netCreateServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createSecureContext, TLSSocket, type TLSSocketOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { connectWithDirectReads } from './direct-reads.js';
 import { AuthenticationError, ConfigError } from './errors.js';
 import { describeError } from './logger.js';
 import { GoAwayCode, LINK_SESSION_ID, PacketType } from './protocol/constants.js';
@@ -48,7 +49,8 @@ export function validateSecret(secret: Buffer, source: string): Buffer {
 
 /** Opens a link socket to the server: TLS-PSK when there is a secret, plain TCP otherwise. */
 export function dialLink(host: string, port: number, secret: Buffer | null): Duplex {
-  if (secret === null) return netConnect({ host, port, noDelay: true });
+  // Plain TCP: the link reads straight into its decoder. TLS needs the stream, which it decrypts.
+  if (secret === null) return connectWithDirectReads({ host, port, noDelay: true });
   const psk = derivePsk(secret);
   const socket = tlsConnect({
     host,

@@ -1,6 +1,7 @@
-import { connect, type AddressInfo, type NetConnectOpts, type Socket } from 'node:net';
+import type { AddressInfo, TcpNetConnectOpts, Socket } from 'node:net';
 import { formatHostPort, type HostPort } from '../common/address.js';
 import { bridgeSocket, LOCAL_SOCKET_HIGH_WATER_BYTES } from '../common/bridge.js';
+import { connectWithDirectReads } from '../common/direct-reads.js';
 import { listenOn } from '../common/listen.js';
 import { describeError, type Logger } from '../common/logger.js';
 import { ServerEndpoint } from '../common/server-endpoint.js';
@@ -124,14 +125,15 @@ function connectTarget(session: Session, context: SessionContext, target: HostPo
   };
   session.on('error', onEarlySessionError);
   // `highWaterMark` reaches the Socket's stream options; @types/node does not list it for connect().
-  const connectOptions: NetConnectOpts & { highWaterMark: number } = {
+  const connectOptions: TcpNetConnectOpts & { highWaterMark: number } = {
     host: target.host,
     port: target.port,
     allowHalfOpen: true,
     noDelay: true,
     highWaterMark: LOCAL_SOCKET_HIGH_WATER_BYTES,
   };
-  const socket = connect(connectOptions);
+  // The target's reads go straight to the session (see connectWithDirectReads).
+  const socket = connectWithDirectReads(connectOptions);
   const timer = setTimeout(
     () => socket.destroy(new Error(`no answer within ${TARGET_CONNECT_TIMEOUT_MS} ms`)),
     TARGET_CONNECT_TIMEOUT_MS,
