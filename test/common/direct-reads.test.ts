@@ -15,13 +15,15 @@ async function target(onConnection: (socket: Socket) => void): Promise<TargetSer
   return server;
 }
 
-async function dial(port: number): Promise<{ socket: Socket; reads: DirectReads }> {
-  const socket = connectWithDirectReads({ host: '127.0.0.1', port, allowHalfOpen: true });
+/** Dials `server` with direct reads; resolves once the server has the connection too. */
+async function dial(server: TargetServer): Promise<{ socket: Socket; reads: DirectReads; peer: Socket }> {
+  const socket = connectWithDirectReads({ host: '127.0.0.1', port: server.port, allowHalfOpen: true });
   cleanup(() => socket.destroy());
   const reads = directReadsOf(socket);
   if (reads === undefined) throw new Error('no direct reads registered for the socket');
   await once(socket, 'connect');
-  return { socket, reads };
+  await waitFor(() => server.sockets.length > 0, 'the server to accept');
+  return { socket, reads, peer: server.sockets[0] as Socket };
 }
 
 function waitFor(condition: () => boolean, what: string): Promise<void> {
@@ -38,18 +40,24 @@ function waitFor(condition: () => boolean, what: string): Promise<void> {
 
 const total = (chunks: Buffer[]): number => chunks.reduce((sum, chunk) => sum + chunk.length, 0);
 
+/** Attaches a consumer that keeps every chunk and answers `answer` (false: pause). */
+function collect(reads: DirectReads, answer = true): Buffer[] {
+  const chunks: Buffer[] = [];
+  reads.attach((chunk) => {
+    chunks.push(chunk);
+    return answer;
+  });
+  return chunks;
+}
+
 describe('connectWithDirectReads', () => {
   it('hands every byte to the consumer in order, and a kept chunk is never overwritten by a later read', async () => {
     // Many full read buffers' worth: a reused buffer handed on without being replaced would show
     // up as chunks whose contents changed after they were delivered.
     const sent = randomBytes(DIRECT_READ_BUFFER_BYTES * 16 + 12_345);
     const server = await target((socket) => socket.end(sent));
-    const { socket, reads } = await dial(server.port);
-    const chunks: Buffer[] = [];
-    reads.attach((chunk) => {
-      chunks.push(chunk);
-      return true;
-    });
+    const { socket, reads } = await dial(server);
+    const chunks = collect(reads);
     const ended = once(socket, 'end');
     await ended;
     expect(total(chunks)).toBe(sent.length);
@@ -62,14 +70,10 @@ describe('connectWithDirectReads', () => {
 
   it("emits no 'data' and still emits 'end' at the peer's FIN, leaving the socket writable (half-close)", async () => {
     const server = await target((socket) => socket.end('bye'));
-    const { socket, reads } = await dial(server.port);
-    const chunks: Buffer[] = [];
+    const { socket, reads } = await dial(server);
     let dataEvents = 0;
     socket.on('data', () => dataEvents++);
-    reads.attach((chunk) => {
-      chunks.push(chunk);
-      return true;
-    });
+    const chunks = collect(reads);
     await once(socket, 'end');
     expect(Buffer.concat(chunks).toString()).toBe('bye');
     expect(dataEvents).toBe(0);
@@ -82,11 +86,9 @@ describe('connectWithDirectReads', () => {
     cleanup(() => socket.destroy());
     await once(socket, 'connect');
     await sleep(100); // the banner is read meanwhile, with nobody to take it
-    const chunks: Buffer[] = [];
-    directReadsOf(socket)?.attach((chunk) => {
-      chunks.push(chunk);
-      return true;
-    });
+    const reads = directReadsOf(socket);
+    if (reads === undefined) throw new Error('no direct reads registered for the socket');
+    const chunks = collect(reads);
     expect(Buffer.concat(chunks).toString()).toBe('banner');
     // Reading resumed: later bytes arrive too.
     server.sockets[0]?.write(' and more');
@@ -95,13 +97,8 @@ describe('connectWithDirectReads', () => {
 
   it('stops reading while the consumer says false, until resume()', async () => {
     const server = await target(() => {});
-    const { socket, reads } = await dial(server.port);
-    const chunks: Buffer[] = [];
-    reads.attach((chunk) => {
-      chunks.push(chunk);
-      return false;
-    });
-    const peer = server.sockets[0] as Socket;
+    const { socket, reads, peer } = await dial(server);
+    const chunks = collect(reads, false);
     peer.write('first');
     await waitFor(() => chunks.length === 1, 'the first read');
     peer.write('second');
@@ -114,13 +111,8 @@ describe('connectWithDirectReads', () => {
 
   it('drops reads after detach', async () => {
     const server = await target(() => {});
-    const { reads } = await dial(server.port);
-    const chunks: Buffer[] = [];
-    reads.attach((chunk) => {
-      chunks.push(chunk);
-      return true;
-    });
-    const peer = server.sockets[0] as Socket;
+    const { reads, peer } = await dial(server);
+    const chunks = collect(reads);
     peer.write('kept');
     await waitFor(() => chunks.length === 1, 'the first read');
     reads.detach();
