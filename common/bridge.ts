@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
-import { directReadsOf } from './direct-reads.js';
+import { readChunks } from './direct-reads.js';
 import { MAX_PAYLOAD_BYTES } from './protocol/constants.js';
 import { describeError, type Logger } from './logger.js';
 import type { Session } from './session.js';
@@ -59,15 +59,8 @@ function spliceBytes(socket: Socket, session: Session): void {
   const resume = (): void => {
     socket.resume();
   };
-  const reads = directReadsOf(socket);
-  if (reads === undefined) {
-    socket.on('data', (chunk: Buffer) => {
-      if (!session.send(chunk, resume)) socket.pause();
-    });
-  } else {
-    // Returning false pauses the socket, as pause() would.
-    reads.attach((chunk) => session.send(chunk, resume));
-  }
+  // A full window pauses the socket until `resume`.
+  readChunks(socket, (chunk) => session.send(chunk, resume));
   socket.on('end', () => session.end());
 
   session.deliverTo({

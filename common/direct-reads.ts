@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { connect, type Socket, type TcpNetConnectOpts } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 /** What each read is read into: libuv's suggested size, the same Node's own read path uses. */
 export const DIRECT_READ_BUFFER_BYTES = 64 * 1024;
@@ -29,6 +30,25 @@ export function connectWithDirectReads(options: TcpNetConnectOpts): Socket {
 /** The direct reads of a socket made by connectWithDirectReads; undefined for any other. */
 export function directReadsOf(socket: unknown): DirectReads | undefined {
   return directReadsBySocket.get(socket as Socket);
+}
+
+/**
+ * Hands each chunk `socket` reads to `consumer`: directly for a socket made by
+ * connectWithDirectReads, through its 'data' events for any other (a TLS link, an accepted
+ * socket). A false return pauses the socket either way, until its `resume()`. Returns the function
+ * that stops the deliveries (later reads are dropped).
+ */
+export function readChunks(socket: Duplex, consumer: ChunkConsumer): () => void {
+  const reads = directReadsOf(socket);
+  if (reads !== undefined) {
+    reads.attach(consumer);
+    return () => reads.detach();
+  }
+  const onData = (chunk: Buffer): void => {
+    if (consumer(chunk) === false) socket.pause();
+  };
+  socket.on('data', onData);
+  return () => socket.off('data', onData);
 }
 
 /**

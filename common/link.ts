@@ -7,7 +7,7 @@ import { encodeReason } from './protocol/messages.js';
 import { FrameDecoder, type Frame } from './protocol/frame-decoder.js';
 import { encodeHeader, encodePacket } from './protocol/header.js';
 import { describeError } from './logger.js';
-import { directReadsOf, type DirectReads } from './direct-reads.js';
+import { readChunks } from './direct-reads.js';
 
 /** Who receives a link's frames. A link has one handler at a time: the handshake, then the multiplexer. */
 export interface LinkHandler {
@@ -70,8 +70,8 @@ export class Link {
   readonly #socket: Duplex;
   readonly #clock: Clock;
   readonly #decoder: FrameDecoder;
-  /** Set when the socket's reads bypass its Readable side (a plain link we dialed). */
-  readonly #reads: DirectReads | undefined;
+  /** Stops the socket's chunks from reaching the decoder. */
+  readonly #stopReading: () => void;
   readonly #deadAfterMs: number;
   readonly #writeHighWaterBytes: number;
   #handler: LinkHandler | null = null;
@@ -94,9 +94,7 @@ export class Link {
     this.#lastReceivedAt = this.#clock.now();
     this.#heartbeatTimer = this.#clock.setInterval(() => this.#sendHeartbeat(), options.heartbeatIntervalMs);
     this.#deadlineTimer = this.#clock.setTimeout(() => this.#checkDeadline(), this.#deadAfterMs);
-    this.#reads = directReadsOf(options.socket);
-    if (this.#reads === undefined) this.#socket.on('data', this.#onSocketData);
-    else this.#reads.attach(this.#onSocketData);
+    this.#stopReading = readChunks(this.#socket, this.#onSocketData);
     this.#socket.on('drain', this.#onSocketDrain);
     this.#socket.on('end', this.#onSocketEnd);
     this.#socket.on('error', this.#onSocketError);
@@ -239,8 +237,7 @@ export class Link {
     this.#state = 'down';
     this.#heartbeatTimer.cancel();
     this.#deadlineTimer.cancel();
-    this.#socket.off('data', this.#onSocketData);
-    this.#reads?.detach();
+    this.#stopReading();
     this.#socket.off('drain', this.#onSocketDrain);
     // Keep an error listener: a late error from a destroyed socket must not crash the process.
     if (destroySocket) {
