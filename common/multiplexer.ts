@@ -415,7 +415,8 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       this.#sharedLink.noteRoundTrip(this.#clock.now() - slot.probeSentAt);
       slot.probeSentAt = -1;
     }
-    if (!slot.ready && slot.session.hasUnsent && this.#sessions.get(slot.session.id) === slot) {
+    // Unsent packets mean the session is not finished (finishing clears its queue): still ours.
+    if (!slot.ready && slot.session.hasUnsent) {
       this.#markReady(slot);
       this.#scheduleFlush();
     }
