@@ -2,7 +2,7 @@ import { hkdfSync } from 'node:crypto';
 import { createServer as netCreateServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createSecureContext, TLSSocket, type TLSSocketOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { connectWithDirectReads } from './direct-reads.js';
+import { adoptDirectReads, connectWithDirectReads } from './direct-reads.js';
 import { AuthenticationError, ConfigError } from './errors.js';
 import { describeError } from './logger.js';
 import { GoAwayCode, LINK_SESSION_ID, PacketType } from './protocol/constants.js';
@@ -189,7 +189,10 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
       const speaksTls = first[0] === TLS_HANDSHAKE_RECORD;
       if (psk === null) {
         if (speaksTls) refuse('spoke TLS: this sproxy has no shared secret (give it the same --secret-file as cproxy)', null);
-        else handOver(socket);
+        else {
+          adoptDirectReads(socket);
+          handOver(socket);
+        }
         return;
       }
       if (!speaksTls) {

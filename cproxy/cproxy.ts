@@ -2,6 +2,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { formatHostPort } from '../common/address.js';
 import { bridgeSocket, LOCAL_SOCKET_HIGH_WATER_BYTES } from '../common/bridge.js';
 import { ClientEndpoint } from '../common/client-endpoint.js';
+import { adoptDirectReads } from '../common/direct-reads.js';
 import { listenOn } from '../common/listen.js';
 import { describeError, type Logger } from '../common/logger.js';
 import { dialLink } from '../common/transport.js';
@@ -51,6 +52,7 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
       socket.resetAndDestroy();
       return;
     }
+    adoptDirectReads(socket);
     const session = endpoint.openSession(target);
     const from = `${socket.remoteAddress}:${socket.remotePort}`;
     logger.info({ session: session.id, from, link: endpoint.state }, 'session opened');

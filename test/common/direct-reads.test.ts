@@ -1,9 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { connect, type Socket } from 'node:net';
+import { connect, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { connectWithDirectReads, DIRECT_READ_BUFFER_BYTES, directReadsOf, type DirectReads } from '../../common/direct-reads.js';
+import {
+  adoptDirectReads,
+  connectWithDirectReads,
+  DIRECT_READ_FIRST_SLAB_BYTES,
+  DIRECT_READ_SLAB_BYTES,
+  directReadsOf,
+  readChunks,
+  type DirectReads,
+} from '../../common/direct-reads.js';
 import { useCleanup } from '../helpers/cleanup.js';
 import { startTarget, type TargetServer } from '../helpers/targets.js';
 
@@ -40,6 +48,22 @@ function waitFor(condition: () => boolean, what: string): Promise<void> {
 
 const total = (chunks: Buffer[]): number => chunks.reduce((sum, chunk) => sum + chunk.length, 0);
 
+/** No two chunks share a byte of memory: a later read never went where an earlier chunk lives. */
+function expectDisjoint(chunks: Buffer[]): void {
+  const bySlab = new Map<ArrayBufferLike, Array<[number, number]>>();
+  for (const chunk of chunks) {
+    const ranges = bySlab.get(chunk.buffer) ?? [];
+    ranges.push([chunk.byteOffset, chunk.byteOffset + chunk.length]);
+    bySlab.set(chunk.buffer, ranges);
+  }
+  for (const ranges of bySlab.values()) {
+    ranges.sort((a, b) => a[0] - b[0]);
+    for (let index = 1; index < ranges.length; index++) {
+      expect((ranges[index] as [number, number])[0]).toBeGreaterThanOrEqual((ranges[index - 1] as [number, number])[1]);
+    }
+  }
+}
+
 /** Attaches a consumer that keeps every chunk and answers `answer` (false: pause). */
 function collect(reads: DirectReads, answer = true): Buffer[] {
   const chunks: Buffer[] = [];
@@ -52,9 +76,9 @@ function collect(reads: DirectReads, answer = true): Buffer[] {
 
 describe('connectWithDirectReads', () => {
   it('hands every byte to the consumer in order, and a kept chunk is never overwritten by a later read', async () => {
-    // Many full read buffers' worth: a reused buffer handed on without being replaced would show
-    // up as chunks whose contents changed after they were delivered.
-    const sent = randomBytes(DIRECT_READ_BUFFER_BYTES * 16 + 12_345);
+    // Many slabs' worth: a read going into bytes already handed on would show up as chunks whose
+    // contents changed after they were delivered.
+    const sent = randomBytes(DIRECT_READ_SLAB_BYTES * 16 + 12_345);
     const server = await target((socket) => socket.end(sent));
     const { socket, reads } = await dial(server);
     const chunks = collect(reads);
@@ -62,10 +86,42 @@ describe('connectWithDirectReads', () => {
     await ended;
     expect(total(chunks)).toBe(sent.length);
     expect(Buffer.concat(chunks).equals(sent)).toBe(true);
-    // A short read is copied out at its own size, not left pinning a whole read buffer.
-    for (const chunk of chunks) {
-      if (chunk.length < DIRECT_READ_BUFFER_BYTES) expect(chunk.buffer.byteLength).toBeLessThan(DIRECT_READ_BUFFER_BYTES);
+    expectDisjoint(chunks);
+    // Bulk moved the socket to full-size slabs after its first.
+    expect(chunks.at(-1)?.buffer.byteLength).toBe(DIRECT_READ_SLAB_BYTES);
+  });
+
+  it('hands short reads on as views of one slab, without copying, and keeps an idle socket on a small slab', async () => {
+    const server = await target(() => {});
+    const { reads, peer } = await dial(server);
+    const chunks = collect(reads);
+    for (const [index, byte] of ['a', 'b', 'c'].entries()) {
+      peer.write(byte);
+      await waitFor(() => chunks.length === index + 1, `read ${index + 1}`);
     }
+    expect(chunks.map(String)).toEqual(['a', 'b', 'c']);
+    const [first, second, third] = chunks as [Buffer, Buffer, Buffer];
+    expect(second.buffer).toBe(first.buffer);
+    expect(third.buffer).toBe(first.buffer);
+    expect([second.byteOffset - first.byteOffset, third.byteOffset - second.byteOffset]).toEqual([1, 1]);
+    expect(first.buffer.byteLength).toBe(DIRECT_READ_FIRST_SLAB_BYTES);
+  });
+
+  it('moves on to a new slab before the rest of the current one gets small, never reusing bytes handed on', async () => {
+    const server = await target(() => {});
+    const { reads, peer } = await dial(server);
+    const chunks = collect(reads);
+    // Reads of 1000 bytes each: four fit a first slab of 4 KiB before less than a quarter is left.
+    const sent: Buffer[] = [];
+    for (let index = 0; index < 12; index++) {
+      const piece = randomBytes(1000);
+      sent.push(piece);
+      peer.write(piece);
+      await waitFor(() => total(chunks) === 1000 * (index + 1), `read ${index + 1}`);
+    }
+    expect(Buffer.concat(chunks).equals(Buffer.concat(sent))).toBe(true);
+    expectDisjoint(chunks);
+    expect(new Set(chunks.map((chunk) => chunk.buffer)).size).toBeGreaterThan(1);
   });
 
   it("emits no 'data' and still emits 'end' at the peer's FIN, leaving the socket writable (half-close)", async () => {
@@ -89,6 +145,8 @@ describe('connectWithDirectReads', () => {
     const reads = directReadsOf(socket);
     if (reads === undefined) throw new Error('no direct reads registered for the socket');
     const chunks = collect(reads);
+    expect(chunks).toEqual([]); // not within attach: the attacher may not be ready yet
+    await waitFor(() => chunks.length === 1, 'the banner');
     expect(Buffer.concat(chunks).toString()).toBe('banner');
     // Reading resumed: later bytes arrive too.
     server.sockets[0]?.write(' and more');
@@ -126,5 +184,85 @@ describe('connectWithDirectReads', () => {
     const plain = connect({ host: '127.0.0.1', port: server.port });
     cleanup(() => plain.destroy());
     expect(directReadsOf(plain)).toBeUndefined();
+  });
+});
+
+describe('adoptDirectReads', () => {
+  /** A server whose accepted socket goes through `prepare` first (adoption, as cproxy and sproxy do). */
+  async function accepted(prepare: (socket: Socket) => void): Promise<{ client: Socket; server: TargetServer }> {
+    const server = await target(prepare);
+    const client = connect({ host: '127.0.0.1', port: server.port, allowHalfOpen: true });
+    cleanup(() => client.destroy());
+    await once(client, 'connect');
+    await waitFor(() => server.sockets.length > 0, 'the server to accept');
+    return { client, server };
+  }
+
+  it("gives an accepted socket direct reads: every byte in order, no 'data', and 'end' at the FIN", async () => {
+    const chunks: Buffer[] = [];
+    let dataEvents = 0;
+    let adopted = false;
+    const { client, server } = await accepted((socket) => {
+      adopted = adoptDirectReads(socket);
+      socket.on('data', () => dataEvents++);
+      readChunks(socket, (chunk) => {
+        chunks.push(chunk);
+      });
+    });
+    expect(adopted).toBe(true);
+    expect(directReadsOf(server.sockets[0])).toBeDefined();
+    const sent = randomBytes(DIRECT_READ_SLAB_BYTES * 8 + 777);
+    client.end(sent);
+    await once(server.sockets[0] as Socket, 'end');
+    expect(Buffer.concat(chunks).equals(sent)).toBe(true);
+    expectDisjoint(chunks);
+    expect(dataEvents).toBe(0);
+  });
+
+  it('pauses an adopted socket on false and reads again after resume()', async () => {
+    const chunks: Buffer[] = [];
+    const { client, server } = await accepted((socket) => {
+      adoptDirectReads(socket);
+      readChunks(socket, (chunk) => {
+        chunks.push(chunk);
+        return false;
+      });
+    });
+    client.write('first');
+    await waitFor(() => chunks.length === 1, 'the first read');
+    client.write('second');
+    await sleep(100);
+    expect(chunks.map(String)).toEqual(['first']);
+    server.sockets[0]?.resume();
+    await waitFor(() => chunks.length === 2, 'the read after resume');
+    expect(chunks.map(String)).toEqual(['first', 'second']);
+  });
+
+  it('delivers bytes the Readable side already held (a peeked first byte) first, at the end of the tick', async () => {
+    const chunks: Buffer[] = [];
+    let synchronously = -1;
+    const { client } = await accepted((socket) => {
+      // As sproxy does with a link: peek at the first byte, put it back, then hand the socket over.
+      socket.once('readable', () => {
+        const first = socket.read(1) as Buffer;
+        socket.unshift(first);
+        expect(adoptDirectReads(socket)).toBe(true);
+        readChunks(socket, (chunk) => {
+          chunks.push(chunk);
+        });
+        synchronously = chunks.length;
+      });
+    });
+    client.write('HELLO');
+    await waitFor(() => total(chunks) === 5, 'the held bytes');
+    expect(synchronously).toBe(0);
+    client.write(' and more');
+    await waitFor(() => Buffer.concat(chunks).toString() === 'HELLO and more', 'the bytes after');
+  });
+
+  it('leaves a socket without a TCP handle on its stream path', () => {
+    const unconnected = new Socket();
+    expect(adoptDirectReads(unconnected)).toBe(false);
+    expect(directReadsOf(unconnected)).toBeUndefined();
   });
 });
