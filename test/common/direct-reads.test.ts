@@ -107,6 +107,22 @@ describe('connectWithDirectReads', () => {
     expect(first.buffer.byteLength).toBe(DIRECT_READ_FIRST_SLAB_BYTES);
   });
 
+  it('lets go of a large slab at the first small read after bulk', async () => {
+    const server = await target(() => {});
+    const { reads, peer } = await dial(server);
+    const chunks = collect(reads);
+    const bulk = randomBytes(DIRECT_READ_SLAB_BYTES * 2);
+    peer.write(bulk);
+    await waitFor(() => total(chunks) === bulk.length, 'the bulk');
+    expect(chunks.some((chunk) => chunk.buffer.byteLength === DIRECT_READ_SLAB_BYTES)).toBe(true);
+    for (const [index, byte] of ['x', 'y'].entries()) {
+      peer.write(byte);
+      await waitFor(() => total(chunks) === bulk.length + index + 1, `small read ${index + 1}`);
+    }
+    expect(chunks.at(-1)?.toString()).toBe('y');
+    expect(chunks.at(-1)?.buffer.byteLength).toBe(DIRECT_READ_FIRST_SLAB_BYTES);
+  });
+
   it('moves on to a new slab before the rest of the current one gets small, never reusing bytes handed on', async () => {
     const server = await target(() => {});
     const { reads, peer } = await dial(server);
