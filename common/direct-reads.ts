@@ -113,8 +113,9 @@ export function directReadsOf(socket: unknown): DirectReads | undefined {
 
 /**
  * Hands each chunk `socket` reads to `consumer`: directly for a socket made by
- * connectWithDirectReads or adopted, through its 'data' events for any other (a TLS link). A false return pauses the socket either way, until its `resume()`. Returns the function
- * that stops the deliveries (later reads are dropped).
+ * connectWithDirectReads or adopted, through its 'data' events for any other (a TLS link). A
+ * false return pauses the socket either way, until its `resume()`. Returns the function that
+ * stops the deliveries (later reads are dropped).
  */
 export function readChunks(socket: Duplex, consumer: ChunkConsumer): () => void {
   const reads = directReadsOf(socket);
