@@ -895,6 +895,14 @@ async function scaleSection(): Promise<void> {
       progress(`scale: opening ${ACTIVE_SESSIONS} active sessions`);
       const open = await withTimeout(openMany(path.port, ACTIVE_SESSIONS, sockets), 60_000, 'opening active sessions');
       progress(`scale: ${sockets.length} sessions echoing for ${ACTIVE_SECONDS} s`);
+      // Peak memory while every session moves data: what read buffers and queues cost under load.
+      const cproxyPid = path.cproxy?.pid as number;
+      const sproxyPid = path.sproxy?.pid as number;
+      const peakRss = { cproxy: rssBytes(cproxyPid), sproxy: rssBytes(sproxyPid) };
+      const rssSampler = setInterval(() => {
+        peakRss.cproxy = Math.max(peakRss.cproxy, rssBytes(cproxyPid));
+        peakRss.sproxy = Math.max(peakRss.sproxy, rssBytes(sproxyPid));
+      }, 200);
       let echoedBytes = 0;
       let rounds = 0;
       let errorCount = 0;
@@ -938,14 +946,16 @@ async function scaleSection(): Promise<void> {
           t0 = nowMs();
           socket.write(payload);
         });
-      await withTimeout(Promise.all(sockets.map((socket, i) => echoLoop(socket, i))), (ACTIVE_SECONDS + 30) * 1000, 'active sessions');
+      await withTimeout(Promise.all(sockets.map((socket, i) => echoLoop(socket, i))), (ACTIVE_SECONDS + 30) * 1000, 'active sessions').finally(() =>
+        clearInterval(rssSampler),
+      );
       const seconds = (nowMs() - started) / 1000;
       const bitsPerSecond = (echoedBytes * 8) / seconds;
       const totalErrors = errorCount + open.failed;
       Object.assign(active, {
         sessions: ACTIVE_SESSIONS, opened: open.opened, openFailures: open.failed, echoErrors: errorCount,
         firstError: firstError ?? open.firstError ?? null, chunkBytes: ACTIVE_CHUNK_BYTES, seconds, rounds,
-        echoedBytes, echoedBitsPerSecond: bitsPerSecond, roundTripMs: summarize(roundTimes),
+        echoedBytes, echoedBitsPerSecond: bitsPerSecond, roundTripMs: summarize(roundTimes), peakRss,
       });
       addTarget(`${ACTIVE_SESSIONS} active sessions, errors`, totalErrors, `${totalErrors} errors (${gbit(bitsPerSecond)} Gbit/s echoed)`, '0 errors', totalErrors === 0 && open.opened === ACTIVE_SESSIONS);
     } finally {
@@ -969,11 +979,15 @@ async function scaleSection(): Promise<void> {
     ),
   );
   say(`idle sessions opened: ${idleTyped.opened ?? 'n/a'} (failed ${idleTyped.failed ?? 'n/a'}) in ${idleTyped.openSeconds?.toFixed(1) ?? 'n/a'} s`);
-  const a = active as { opened?: number; openFailures?: number; echoErrors?: number; echoedBitsPerSecond?: number; rounds?: number; roundTripMs?: Percentiles; firstError?: string | null };
+  const a = active as {
+    opened?: number; openFailures?: number; echoErrors?: number; echoedBitsPerSecond?: number; rounds?: number; roundTripMs?: Percentiles;
+    firstError?: string | null; peakRss?: { cproxy: number; sproxy: number };
+  };
   say(
     `${ACTIVE_SESSIONS} active sessions (16 KiB echo rounds, ${ACTIVE_SECONDS} s): opened ${a.opened ?? 'n/a'}, open failures ${a.openFailures ?? 'n/a'}, ` +
       `echo errors ${a.echoErrors ?? 'n/a'}, ${gbit(a.echoedBitsPerSecond ?? Number.NaN)} Gbit/s echoed, ${a.rounds ?? 'n/a'} rounds, ` +
-      `round p50 ${ms(a.roundTripMs?.p50 ?? Number.NaN, 1)} ms p99 ${ms(a.roundTripMs?.p99 ?? Number.NaN, 1)} ms${a.firstError ? `; first error: ${a.firstError}` : ''}`,
+      `round p50 ${ms(a.roundTripMs?.p50 ?? Number.NaN, 1)} ms p99 ${ms(a.roundTripMs?.p99 ?? Number.NaN, 1)} ms, ` +
+      `peak RSS cproxy ${mib(a.peakRss?.cproxy)} MiB, sproxy ${mib(a.peakRss?.sproxy)} MiB${a.firstError ? `; first error: ${a.firstError}` : ''}`,
   );
 }
 

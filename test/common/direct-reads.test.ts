@@ -107,6 +107,20 @@ describe('connectWithDirectReads', () => {
     expect(first.buffer.byteLength).toBe(DIRECT_READ_FIRST_SLAB_BYTES);
   });
 
+  it('grows slabs with the reads: a socket moving 16 KiB at a time never gets the largest', async () => {
+    const server = await target(() => {});
+    const { reads, peer } = await dial(server);
+    const chunks = collect(reads);
+    for (let round = 1; round <= 12; round++) {
+      peer.write(randomBytes(16 * 1024));
+      await waitFor(() => total(chunks) === round * 16 * 1024, `round ${round}`);
+    }
+    const slabSizes = new Set(chunks.map((chunk) => chunk.buffer.byteLength));
+    expect(slabSizes.has(DIRECT_READ_FIRST_SLAB_BYTES)).toBe(true); // started small
+    expect(Math.max(...slabSizes)).toBeGreaterThan(8 * 1024); // grew
+    expect(Math.max(...slabSizes)).toBeLessThanOrEqual(32 * 1024); // to two reads' worth, no more
+  });
+
   it('lets go of a large slab at the first small read after bulk', async () => {
     const server = await target(() => {});
     const { reads, peer } = await dial(server);
