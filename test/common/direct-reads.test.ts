@@ -125,7 +125,7 @@ describe('connectWithDirectReads', () => {
     const server = await target(() => {});
     const { reads, peer } = await dial(server);
     const chunks = collect(reads);
-    const bulk = randomBytes(DIRECT_READ_SLAB_BYTES * 2);
+    const bulk = randomBytes(DIRECT_READ_SLAB_BYTES * 4);
     peer.write(bulk);
     await waitFor(() => total(chunks) === bulk.length, 'the bulk');
     expect(chunks.some((chunk) => chunk.buffer.byteLength === DIRECT_READ_SLAB_BYTES)).toBe(true);
