@@ -39,6 +39,7 @@ import {
   type Percentiles,
   type ProcCounters,
 } from './support.js';
+import { sshdConfig } from './sshd-config.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url)); // dist-bench/
 const ROOT = resolve(BENCH_DIR, '..');
@@ -198,21 +199,7 @@ async function ensureSshd(): Promise<{ port: number; key: string }> {
   const config = join(dir, 'sshd_config');
   writeFileSync(
     config,
-    [
-      `HostKey ${hostKey}`,
-      `ListenAddress ${HOST}`,
-      `Port ${port}`,
-      'PermitRootLogin prohibit-password',
-      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-      'PubkeyAuthentication yes',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'StrictModes no',
-      'UsePAM no',
-      'PidFile none',
-      'AllowTcpForwarding yes',
-      '',
-    ].join('\n'),
+    sshdConfig({ hostKey, listenAddress: HOST, port, authorizedKeysFile: join(dir, 'authorized_keys'), extraLines: ['AllowTcpForwarding yes'] }),
   );
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   const child = procs.spawn('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', config]);

@@ -1,6 +1,7 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { sshdConfig } from '../../bench/sshd-config.js';
 import { LINK_PORT, type ProxyPair } from './pair.js';
 import type { TwoHosts } from './topology.js';
 
@@ -125,21 +126,7 @@ export function prepareSsh(dir: string): SshFiles {
   execFileSync('cp', [`${clientKey}.pub`, authorizedKeys]);
   writeFileSync(
     config,
-    [
-      `HostKey ${hostKey}`,
-      'ListenAddress 127.0.0.1',
-      'Port 22',
-      'PermitRootLogin prohibit-password',
-      `AuthorizedKeysFile ${authorizedKeys}`,
-      'PubkeyAuthentication yes',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'StrictModes no',
-      'UsePAM no',
-      'PidFile none',
-      'Subsystem sftp internal-sftp',
-      '',
-    ].join('\n'),
+    sshdConfig({ hostKey, listenAddress: '127.0.0.1', port: 22, authorizedKeysFile: authorizedKeys, extraLines: ['Subsystem sftp internal-sftp'] }),
   );
   // sshd's privilege-separation directory; the namespaces share the file system.
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
