@@ -64,15 +64,20 @@ interface UserBufferHandle {
   useUserBuffer?: (buffer: Uint8Array) => void;
 }
 
+/** The slots, once found: the same symbols for every socket of the process (undefined: not looked yet). */
+let onreadSlots: OnreadSlots | null | undefined;
+
 function findOnreadSlots(socket: Socket): OnreadSlots | null {
+  if (onreadSlots !== undefined) return onreadSlots;
+  onreadSlots = null;
   const major = Number(process.versions.node.split('.')[0]);
-  if (!ADOPTION_VERIFIED_NODE_MAJORS.includes(major)) return null;
+  if (!ADOPTION_VERIFIED_NODE_MAJORS.includes(major)) return onreadSlots;
   const byDescription = new Map(Object.getOwnPropertySymbols(socket).map((symbol) => [symbol.description, symbol]));
   const buffer = byDescription.get('kBuffer');
   const callback = byDescription.get('kBufferCb');
   const generator = byDescription.get('kBufferGen');
-  if (buffer === undefined || callback === undefined || generator === undefined) return null;
-  return { buffer, callback, generator };
+  if (buffer !== undefined && callback !== undefined && generator !== undefined) onreadSlots = { buffer, callback, generator };
+  return onreadSlots;
 }
 
 /**
