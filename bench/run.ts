@@ -1151,7 +1151,7 @@ async function main(): Promise<void> {
   results['errors'] = errors;
   results['durationSeconds'] = (Date.now() - startedAt.getTime()) / 1000;
   (results['meta'] as Record<string, unknown>)['loadAverageAtEnd'] = loadavg();
-  say('\n== Targets ==');
+  say(`\n== Targets (node ${process.version}) ==`);
   say(
     table(
       targetRows.map((row) => [row.name, row.measured, row.target, row.pass === null ? '' : row.pass ? 'pass' : 'MISS']),

@@ -231,7 +231,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     const onFailure = (error?: Error, timedOut = false): void => {
       if (!this.#endAttempt(attempt)) return;
       socket.destroy();
-      const authError = error === undefined ? null : tlsAuthenticationFailure(error);
+      const authError = error === undefined ? null : tlsAuthenticationFailure(socket, error);
       if (authError === null) {
         this.#onAttemptFailed(error === undefined ? 'connection closed' : describeError(error), timedOut);
         return;

@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { nextTick } from 'node:process';
-import { connect, type Socket, type TcpNetConnectOpts } from 'node:net';
+import { connect, Socket, type TcpNetConnectOpts } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 /**
@@ -9,8 +9,8 @@ import type { Duplex } from 'node:stream';
  * off the link, or four payloads' worth off a local socket, in one system call and one callback,
  * and a frame (64 KiB and its header) rarely straddles two reads. Against 64 KiB slabs this took
  * 7% off the CPU per GB of an upload through both proxies and 13% off a download (median of 6
- * interleaved iperf3 pairs). A large slab is let go at the first small read (see onRead), so only
- * sockets in the middle of a bulk transfer hold one.
+ * interleaved iperf3 pairs, Node 20). A large slab is let go at the first small read (see
+ * onRead), so only sockets in the middle of a bulk transfer hold one.
  */
 export const DIRECT_READ_SLAB_BYTES = 256 * 1024;
 
@@ -18,8 +18,8 @@ export const DIRECT_READ_SLAB_BYTES = 256 * 1024;
  * Size of a socket's first slab, and of every later one until a read fills its whole region. An
  * idle or interactive socket never needs more. In the bench's 10,000 idle sessions (one byte echoed
  * each) this put cproxy at 7.8 KiB of RSS per session and sproxy at 8.1; with 4 KiB it was 10.9
- * and 11.4. Slabs are allocated on their own (allocUnsafeSlow), never carved from Node's shared
- * pool, so that a slab is exactly what one socket's chunks pin.
+ * and 11.4 (Node 20). Slabs are allocated on their own (allocUnsafeSlow), never carved from
+ * Node's shared pool, so that a slab is exactly what one socket's chunks pin.
  */
 export const DIRECT_READ_FIRST_SLAB_BYTES = 1024;
 
@@ -33,7 +33,7 @@ const directReadsBySocket = new WeakMap<Socket, DirectReads>();
  * through its Readable side, by way of Node's `onread` option. A relay gains nothing from the
  * stream layer there: each read costs a push, a 'data' event and a tick of read-ahead bookkeeping.
  * With cproxy's link and sproxy's target read this way, a 1-byte ping-pong took 3.7 us less CPU
- * per round trip across the two proxies (-4%), and its p50 fell 3%.
+ * per round trip across the two proxies (-4%), and its p50 fell 3% (measured on Node 20).
  * 'end', 'error' and 'close' come as they always do; 'data' never does.
  * Node takes `onread` only here, from `net.connect`: a socket a server accepts gets the same reads
  * from adoptDirectReads.
@@ -47,10 +47,18 @@ export function connectWithDirectReads(options: TcpNetConnectOpts): Socket {
 }
 
 /**
- * The Node majors adoptDirectReads was checked against (it reaches into net.Socket's internals, and
- * CI runs these). On any other the accepted sockets keep their stream path: slower, never wrong.
+ * The Node majors adoptDirectReads was checked against. It reaches into net.Socket's internals, so
+ * on any other major the accepted sockets keep their stream path (slower, never wrong), and the
+ * test that asks which path is taken fails in CI, which runs every major listed here.
+ * What was compared, in each major's own lib/net.js and lib/internal/stream_base_commons.js (read
+ * out of the binaries 20.20.2, 22.23.3, 24.21.0 and 26.10.0): the Socket constructor's handling of
+ * `onread` (the three slots), initSocketHandle (useUserBuffer on the first buffer), onStreamRead's
+ * user-buffer branch (callback, then the generator for the next buffer, readStop on false), and
+ * pause/resume/read starting and stopping the handle. They are the same code in all four (24 and
+ * 26 spell one `&&` chain with `?.`). Figures: the bench's loopback runs on 20 and 24
+ * (bench/README.md).
  */
-const ADOPTION_VERIFIED_NODE_MAJORS: readonly number[] = [20];
+export const ADOPTION_VERIFIED_NODE_MAJORS: readonly number[] = [20, 22, 24, 26];
 
 /** Where net.Socket keeps its `onread` option: private symbols, found by their descriptions. */
 interface OnreadSlots {
@@ -69,15 +77,30 @@ let onreadSlots: OnreadSlots | null | undefined;
 
 function findOnreadSlots(socket: Socket): OnreadSlots | null {
   if (onreadSlots !== undefined) return onreadSlots;
-  onreadSlots = null;
+  onreadSlots = lookUpOnreadSlots(socket);
+  return onreadSlots;
+}
+
+function lookUpOnreadSlots(socket: Socket): OnreadSlots | null {
   const major = Number(process.versions.node.split('.')[0]);
-  if (!ADOPTION_VERIFIED_NODE_MAJORS.includes(major)) return onreadSlots;
+  if (!ADOPTION_VERIFIED_NODE_MAJORS.includes(major)) return null;
   const byDescription = new Map(Object.getOwnPropertySymbols(socket).map((symbol) => [symbol.description, symbol]));
   const buffer = byDescription.get('kBuffer');
   const callback = byDescription.get('kBufferCb');
   const generator = byDescription.get('kBufferGen');
-  if (buffer !== undefined && callback !== undefined && generator !== undefined) onreadSlots = { buffer, callback, generator };
-  return onreadSlots;
+  return buffer !== undefined && callback !== undefined && generator !== undefined ? { buffer, callback, generator } : null;
+}
+
+/**
+ * How a socket read from a connection a server accepted is delivered on this Node: `direct` when
+ * adoptDirectReads can give it direct reads, `stream` when it keeps its 'data' events (an
+ * unverified Node major, or the slots are gone). Dialed sockets always read directly (`onread`
+ * is public API there). The proxies log it at startup.
+ */
+export type ReadPath = 'direct' | 'stream';
+
+export function acceptedSocketReadPath(): ReadPath {
+  return findOnreadSlots(new Socket()) === null ? 'stream' : 'direct';
 }
 
 /**
@@ -86,7 +109,8 @@ function findOnreadSlots(socket: Socket): OnreadSlots | null {
  * constructor fills from `onread`, and points the handle at the first buffer, as Node does when it
  * sets up a dialed socket; from then on Node's own read callback takes the `onread` branch, and
  * pause/resume stop and start the handle as they do for a dialed socket. This saved 10 us of CPU
- * per 1-byte round trip across the two proxies (-12%, p50 -8%), and 3% of the CPU of an upload.
+ * per 1-byte round trip across the two proxies (-12%, p50 -8%), and 3% of the CPU of an upload
+ * (measured on Node 20; the same internals on 22, 24 and 26, see ADOPTION_VERIFIED_NODE_MAJORS).
  * Bytes the Readable side already holds (sproxy peeks at a link's first byte) come first.
  * Returns false, changing nothing, where the slots are not there or the Node major was not checked:
  * the socket keeps its 'data' events.

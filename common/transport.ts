@@ -1,6 +1,6 @@
 import { hkdfSync } from 'node:crypto';
-import { createServer as netCreateServer, type Server, type Socket } from 'node:net';
-import { connect as tlsConnect, createSecureContext, TLSSocket, type TLSSocketOptions } from 'node:tls';
+import { createServer as netCreateServer, type Server, type Socket, type TcpNetConnectOpts } from 'node:net';
+import { connect as tlsConnect, createSecureContext, TLSSocket, type ConnectionOptions, type TLSSocketOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { adoptDirectReads, connectWithDirectReads } from './direct-reads.js';
 import { AuthenticationError, ConfigError } from './errors.js';
@@ -47,21 +47,60 @@ export function validateSecret(secret: Buffer, source: string): Buffer {
   return secret;
 }
 
+/**
+ * Both stream buffer levels of every link socket, set rather than inherited: Node 22 raised the
+ * default from 16 KiB to 64 KiB. The link holds session packets back by its own mark
+ * (EngineConfig.linkWriteHighWaterBytes, 128 KiB); this one only decides when the socket asks
+ * for 'drain', which the link waits for while it is over its own mark. 16 KiB is what every
+ * figure before Node 22 was measured with, and a TLS record's largest plaintext.
+ */
+export const LINK_SOCKET_HIGH_WATER_BYTES = 16 * 1024;
+
+/**
+ * Node passes `highWaterMark` on to the stream of the socket that net.connect, tls.connect and
+ * new TLSSocket make (and net.createServer to the sockets it accepts); @types/node 20 lists it
+ * only for the server.
+ */
+type WithHighWaterMark<T> = T & { highWaterMark: number };
+
+/** Dialed link sockets whose TLS handshake reached the key exchange: they used our key (see below). */
+const usedKey = new WeakSet<Duplex>();
+
+/**
+ * Records that a dialed socket's handshake has used the shared key: the server chose the PSK
+ * suite and OpenSSL asked for our key. A dialer of its own (tests, the library) that
+ * authenticates with a key calls this at that point, as dialLink does, so that a failure after
+ * it is read as authentication (tlsAuthenticationFailure).
+ */
+export function noteKeyExchange(socket: Duplex): void {
+  usedKey.add(socket);
+}
+
 /** Opens a link socket to the server: TLS-PSK when there is a secret, plain TCP otherwise. */
 export function dialLink(host: string, port: number, secret: Buffer | null): Duplex {
   // Plain TCP: the link reads straight into its decoder. TLS needs the stream, which it decrypts.
-  if (secret === null) return connectWithDirectReads({ host, port, noDelay: true });
+  if (secret === null) {
+    const options: WithHighWaterMark<TcpNetConnectOpts> = { host, port, noDelay: true, highWaterMark: LINK_SOCKET_HIGH_WATER_BYTES };
+    return connectWithDirectReads(options);
+  }
   const psk = derivePsk(secret);
-  const socket = tlsConnect({
+  const options: WithHighWaterMark<ConnectionOptions> = {
     host,
     port,
     ciphers: LINK_CIPHERS,
     minVersion: TLS_VERSION,
     maxVersion: TLS_VERSION,
-    pskCallback: () => ({ psk, identity: PSK_IDENTITY }),
+    highWaterMark: LINK_SOCKET_HIGH_WATER_BYTES,
+    // OpenSSL asks for the key once the server has chosen the PSK suite (TLS 1.2: at its
+    // ServerHelloDone); our Finished, made with it, follows.
+    pskCallback: () => {
+      noteKeyExchange(socket);
+      return { psk, identity: PSK_IDENTITY };
+    },
     // PSK authenticates the server; there is no certificate to check.
     checkServerIdentity: () => undefined,
-  });
+  };
+  const socket = tlsConnect(options);
   socket.setNoDelay(true);
   return socket;
 }
@@ -72,24 +111,34 @@ export function isTlsSocket(socket: Duplex): socket is TLSSocket {
 }
 
 /**
- * TLS errors that mean the two sides do not share the key: the peer could not decrypt our
- * Finished message, or knew no key for our identity. Other TLS errors (an HTTP captive portal, a
- * plain server) are not read as a wrong secret.
+ * True for an error OpenSSL raised (an alert from the peer, a record that failed to decrypt), as
+ * opposed to one of the socket (a reset, a timeout). Node gives every OpenSSL error its `library`
+ * and `reason` and an ERR_SSL_ code; the reason's words change between OpenSSL versions (Node 20
+ * says "sslv3 alert bad record mac" where 24 says "ssl/tls alert bad record mac"), so they are
+ * only shown, never matched.
  */
-const KEY_MISMATCH_CODES = new Set([
-  'ERR_SSL_SSLV3_ALERT_BAD_RECORD_MAC',
-  'ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC',
-  'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE',
-  'ERR_SSL_TLSV1_ALERT_DECRYPT_ERROR',
-  'ERR_SSL_TLSV1_ALERT_UNKNOWN_PSK_IDENTITY',
-]);
+function isTlsProtocolError(error: Error): boolean {
+  const { library, code } = error as Error & { library?: unknown; code?: unknown };
+  return typeof library === 'string' || (typeof code === 'string' && code.startsWith('ERR_SSL_'));
+}
 
-/** A dial that failed because the shared secrets differ (or sproxy has one and we do not). */
-export function tlsAuthenticationFailure(error: Error): AuthenticationError | null {
-  const code = (error as NodeJS.ErrnoException).code ?? '';
-  if (!KEY_MISMATCH_CODES.has(code)) return null;
+/** OpenSSL's own short words for a TLS error ("decryption failed or bad record mac"), or its message. */
+export function tlsReason(error: Error): string {
+  const { reason } = error as Error & { reason?: unknown };
+  return typeof reason === 'string' && reason !== '' ? reason : describeError(error);
+}
+
+/**
+ * A dial that failed because the shared secrets differ, decided from what the handshake did
+ * rather than from OpenSSL's words: a TLS error once our key was in use can only mean that the
+ * server could not verify our Finished, or we its (a wrong key either way, or an attacker on the
+ * path, which is why the client needs a run of them). A TLS error before that (a plain server,
+ * an HTTPS captive portal) and any socket error are not.
+ */
+export function tlsAuthenticationFailure(socket: Duplex, error: Error): AuthenticationError | null {
+  if (!usedKey.has(socket) || !isTlsProtocolError(error)) return null;
   return new AuthenticationError(
-    `TLS authentication with sproxy failed (is the same shared secret given to both?): ${describeError(error)}`,
+    `TLS authentication with sproxy failed: our keys differ (is the same shared secret given to both?) [TLS: ${tlsReason(error)}]`,
     { cause: error },
   );
 }
@@ -140,7 +189,7 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
   const secureContext = createSecureContext({ ciphers: LINK_CIPHERS, minVersion: TLS_VERSION, maxVersion: TLS_VERSION });
   /** TCP connections whose first bytes or TLS handshake are still awaited. */
   const handshaking = new Set<Socket>();
-  return netCreateServer({ noDelay: true }, (socket) => {
+  return netCreateServer({ noDelay: true, highWaterMark: LINK_SOCKET_HIGH_WATER_BYTES }, (socket) => {
     const peer = peerOf(socket);
     if (handshaking.size + options.pendingAfterHandshake() >= options.maxUnauthenticated) {
       handlers.onLimit(peer, options.maxUnauthenticated);
@@ -203,11 +252,21 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
         );
         return;
       }
+      // How far the handshake got: the client's PSK identity comes with its key exchange.
+      let offeredIdentity: string | null = null;
+      let keyInUse = false;
       // Node takes pskCallback here as in tls.createServer; @types/node does not list it.
-      const tlsOptions: TLSSocketOptions & { pskCallback: (socket: TLSSocket, identity: string) => Buffer | null } = {
+      const tlsOptions: WithHighWaterMark<TLSSocketOptions> & {
+        pskCallback: (socket: TLSSocket, identity: string) => Buffer | null;
+      } = {
         isServer: true,
         secureContext,
-        pskCallback: (_socket, identity) => (identity === PSK_IDENTITY ? psk : null),
+        highWaterMark: LINK_SOCKET_HIGH_WATER_BYTES,
+        pskCallback: (_socket, identity) => {
+          offeredIdentity = identity;
+          keyInUse = identity === PSK_IDENTITY;
+          return keyInUse ? psk : null;
+        },
       };
       const tlsSocket = new TLSSocket(socket, tlsOptions);
       let authenticated = false;
@@ -218,10 +277,25 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
       tlsSocket.on('error', (error) => {
         if (authenticated) return; // the link reports its own errors
         clearTimeout(timer);
-        refuse(describeError(error), null);
+        refuse(describeHandshakeFailure(keyInUse, offeredIdentity, error), null);
       });
     });
   });
+}
+
+/**
+ * Why a client's TLS handshake failed, from how far it got (see tlsAuthenticationFailure):
+ * with our identity and key in use, a TLS error means the client's key differs from ours.
+ */
+function describeHandshakeFailure(keyInUse: boolean, identity: string | null, error: Error): string {
+  if (!isTlsProtocolError(error)) return `the connection failed during the TLS handshake: ${describeError(error)}`;
+  if (keyInUse) {
+    return `the client's key does not match this sproxy's secret (is the same shared secret given to both?) [TLS: ${tlsReason(error)}]`;
+  }
+  if (identity !== null) {
+    return `the client offered the PSK identity ${JSON.stringify(identity.slice(0, 64))}, not ${JSON.stringify(PSK_IDENTITY)} (another program or version?) [TLS: ${tlsReason(error)}]`;
+  }
+  return `TLS handshake failed before the key exchange (not an eternal-tcp cproxy?) [TLS: ${tlsReason(error)}]`;
 }
 
 function plainGoAway(code: GoAwayCode, reason: string): Buffer {

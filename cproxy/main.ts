@@ -1,5 +1,5 @@
 import { hideBin } from 'yargs/helpers';
-import { exitOnSignals, runCli } from '../common/cli/shared.js';
+import { exitOnSignals, logRuntime, runCli } from '../common/cli/shared.js';
 import { createProcessLogger } from '../common/log-setup.js';
 import { parseCproxyArgs } from './cli.js';
 import { startCproxy } from './cproxy.js';
@@ -7,6 +7,7 @@ import { startCproxy } from './cproxy.js';
 runCli('cproxy', async () => {
   const options = parseCproxyArgs(hideBin(process.argv));
   const logger = createProcessLogger('cproxy', options.logLevel, options.logFormat);
+  logRuntime(logger);
   const running = await startCproxy(options, logger);
   exitOnSignals(() => running.close());
 });

@@ -1,5 +1,5 @@
 import { hideBin } from 'yargs/helpers';
-import { exitOnSignals, runCli } from '../common/cli/shared.js';
+import { exitOnSignals, logRuntime, runCli } from '../common/cli/shared.js';
 import { createProcessLogger } from '../common/log-setup.js';
 import { parseSproxyArgs } from './cli.js';
 import { startSproxy } from './sproxy.js';
@@ -7,6 +7,7 @@ import { startSproxy } from './sproxy.js';
 runCli('sproxy', async () => {
   const options = parseSproxyArgs(hideBin(process.argv));
   const logger = createProcessLogger('sproxy', options.logLevel, options.logFormat);
+  logRuntime(logger);
   const running = await startSproxy(options, logger);
   exitOnSignals(() => running.close());
 });

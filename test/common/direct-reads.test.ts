@@ -4,6 +4,8 @@ import { connect, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import {
+  acceptedSocketReadPath,
+  ADOPTION_VERIFIED_NODE_MAJORS,
   adoptDirectReads,
   connectWithDirectReads,
   DIRECT_READ_FIRST_SLAB_BYTES,
@@ -216,6 +218,15 @@ describe('connectWithDirectReads', () => {
     const plain = connect({ host: '127.0.0.1', port: server.port });
     cleanup(() => plain.destroy());
     expect(directReadsOf(plain)).toBeUndefined();
+  });
+});
+
+describe(`the read path on Node ${process.version}`, () => {
+  // CI runs every major in the list: a new one must be checked (see the list's comment) before
+  // it is added, or its accepted sockets silently fall back to 'data' events.
+  it('is the direct one for accepted sockets: this Node major was verified', () => {
+    expect(ADOPTION_VERIFIED_NODE_MAJORS).toContain(Number(process.versions.node.split('.')[0]));
+    expect(acceptedSocketReadPath()).toBe('direct');
   });
 });
 

@@ -10,9 +10,10 @@ import { LINK_SESSION_ID, PacketType } from '../../common/protocol/constants.js'
 import { encodeHeader } from '../../common/protocol/header.js';
 import { ServerEndpoint } from '../../common/server-endpoint.js';
 import type { Session } from '../../common/session.js';
+import { noteKeyExchange } from '../../common/transport.js';
 import { useCleanup } from '../helpers/cleanup.js';
 import type { ClientUpInfo, ExpiredInfo, Finished, LinkDownInfo, RetryInfo, UpInfo } from '../helpers/endpoint-events.js';
-import { FaultyPair, MemorySocket, settle } from '../helpers/duplex-pair.js';
+import { connectionResetError, FaultyPair, MemorySocket, settle } from '../helpers/duplex-pair.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 
 const onCleanup = useCleanup();
@@ -598,7 +599,12 @@ describe('endpoints: reconnect', () => {
   });
 });
 
-type DialStep = 'hang' | 'refuse' | 'accept' | Error;
+/** An attempt that fails with `error` once its TLS handshake has used our key (as dialLink notes it). */
+interface FailAfterKeyExchange {
+  afterKeyExchange: Error;
+}
+
+type DialStep = 'hang' | 'refuse' | 'accept' | Error | FailAfterKeyExchange;
 
 // Overlapping attempts with the default timings: a new one every 500 ms, each for 2 s.
 const STAGGER: Partial<ClientConfig> = { connectTimeoutMs: 2000, connectStaggerMs: 500 };
@@ -627,12 +633,19 @@ function plannedRig(
       step === 'accept' ? accept()
       : step === 'refuse' ? MemorySocket.refused()
       : step instanceof Error ? MemorySocket.refused(step)
+      : typeof step === 'object' ? keyExchangeThenFail(step.afterKeyExchange)
       : new MemorySocket();
     sockets.push(socket);
     return socket;
   };
   rig = Rig.memory({ mode: 'custom', customDial, client, ...(random === undefined ? {} : { random }) });
   return { rig, sockets };
+}
+
+function keyExchangeThenFail(error: Error): MemorySocket {
+  const socket = MemorySocket.refused(error);
+  noteKeyExchange(socket);
+  return socket;
 }
 
 /** Dialled sockets neither connected nor destroyed: the attempts in flight. */
@@ -752,16 +765,39 @@ describe('endpoints: overlapping connect attempts', () => {
     expect(rig.dialTimes).toEqual([0, 50, 150, 350, 750, 1250, 1750, 2250, 2750]);
   });
 
-  it('an authentication failure ends the pending attempts and is handled as before', async () => {
-    const keyMismatch = Object.assign(new Error('bad record mac'), { code: 'ERR_SSL_SSLV3_ALERT_BAD_RECORD_MAC' });
-    const { rig, sockets } = plannedRig(['hang', keyMismatch], STAGGER, () => 0);
+  /** OpenSSL's error for the peer's bad_record_mac alert, as each Node's OpenSSL words it. */
+  const badRecordMacAlert = (code: string, reason: string): Error =>
+    Object.assign(new Error(`error:0A0003FC:SSL routines:ssl3_read_bytes:${reason}`), { library: 'SSL routines', reason, code });
+  const ALERTS_BY_OPENSSL = [
+    ['OpenSSL 3.0 (Node 20)', badRecordMacAlert('ERR_SSL_SSLV3_ALERT_BAD_RECORD_MAC', 'sslv3 alert bad record mac')],
+    ['OpenSSL 3.5 (Node 22, 24, 26)', badRecordMacAlert('ERR_SSL_SSL/TLS_ALERT_BAD_RECORD_MAC', 'ssl/tls alert bad record mac')],
+    ['a TLS error no OpenSSL has yet', Object.assign(new Error('a future alert'), { code: 'ERR_SSL_SOME_FUTURE_ALERT' })],
+  ] as const;
+
+  it.each(ALERTS_BY_OPENSSL)(
+    'a TLS error once our key is in use (%s) is an authentication failure: it ends the pending attempts',
+    async (_openssl, alert) => {
+      const { rig, sockets } = plannedRig(['hang', { afterKeyExchange: alert }], STAGGER, () => 0);
+      await rig.clock.advance(500);
+      await settle();
+      expect(sockets[0]?.destroyed).toBe(true);
+      expect(rig.retries).toHaveLength(1);
+      expect(rig.retries[0]).toMatchObject({ attempt: 1, delayMs: 50 });
+      expect(rig.retries[0]?.error).toMatch(/^TLS authentication with sproxy failed: our keys differ \(is the same shared secret given to both\?\)/);
+      expect(rig.client.state).toBe('waiting');
+    },
+  );
+
+  it.each([
+    ['the same TLS error before our key was used (a server without the PSK suite)', ALERTS_BY_OPENSSL[1][1]],
+    ['a reset once our key is in use (the path, not the key)', { afterKeyExchange: connectionResetError() }],
+  ] as const)('%s is an ordinary failed attempt: the others stay pending', async (_name, failure) => {
+    const { rig, sockets } = plannedRig(['hang', failure], STAGGER, () => 0);
     await rig.clock.advance(500);
     await settle();
-    expect(sockets[0]?.destroyed).toBe(true);
-    expect(rig.retries).toHaveLength(1);
-    expect(rig.retries[0]).toMatchObject({ attempt: 1, delayMs: 50 });
-    expect(rig.retries[0]?.error).toMatch(/^TLS authentication with sproxy failed/);
-    expect(rig.client.state).toBe('waiting');
+    expect(sockets[0]?.destroyed).toBe(false);
+    expect(rig.retries).toEqual([]);
+    expect(rig.client.state).toBe('connecting');
   });
 
   it('close() destroys every pending attempt and dials no more', async () => {

@@ -432,7 +432,8 @@ describe('Link: write calls', () => {
 
 describe('Link: write backpressure', () => {
   it('is not writable while the socket holds more than the high-water mark, and calls onWritable after drain', async () => {
-    // The socket's "kernel" takes 1 KiB; the rest waits in the stream, over Node's own 16 KiB mark.
+    // The socket's "kernel" takes 1 KiB; the rest waits in the stream, over the socket's 16 KiB
+    // mark (LINK_SOCKET_HIGH_WATER_BYTES, which every link socket is given).
     const { link, near, handler } = makeLink({ writeHighWaterBytes: 4096, bufferLimitBytes: 1024 });
     near.holdWrites(true);
     link.cork();

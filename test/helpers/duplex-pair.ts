@@ -1,4 +1,5 @@
 import { Duplex } from 'node:stream';
+import { LINK_SOCKET_HIGH_WATER_BYTES } from '../../common/transport.js';
 
 /**
  * In-memory sockets for engine tests (Node 20 has no `stream.duplexPair`). Each end behaves like a
@@ -13,6 +14,11 @@ import { Duplex } from 'node:stream';
 export interface MemorySocketOptions {
   /** Undelivered bytes an end accepts before write callbacks wait. */
   bufferLimitBytes?: number;
+  /**
+   * The stream's buffer level both ways (write() false, writableNeedDrain): by default the one
+   * every real link socket is given, not Node's default, which 22 raised from 16 to 64 KiB.
+   */
+  highWaterMarkBytes?: number;
 }
 
 const DEFAULT_BUFFER_LIMIT_BYTES = 256 * 1024;
@@ -43,7 +49,7 @@ export class MemorySocket extends Duplex {
 
   constructor(options: MemorySocketOptions = {}) {
     // allowHalfOpen false, as net.Socket: the peer's FIN ends this side too, then 'close'.
-    super({ allowHalfOpen: false });
+    super({ allowHalfOpen: false, highWaterMark: options.highWaterMarkBytes ?? LINK_SOCKET_HIGH_WATER_BYTES });
     this.#bufferLimitBytes = options.bufferLimitBytes ?? DEFAULT_BUFFER_LIMIT_BYTES;
   }
 

@@ -54,6 +54,14 @@ describe('the executables', () => {
     expect(result.stderr).toMatch(/^sproxy: cannot listen: .*EADDRINUSE/);
   });
 
+  it(`log the runtime at startup: Node ${process.version}, and accepted sockets read directly`, async () => {
+    const { sproxy, cproxy } = await startTunnel(defer);
+    for (const proc of [sproxy.proc, cproxy.proc]) {
+      const runtime = await proc.waitForLog((l) => l.msg.startsWith('runtime'));
+      expect(runtime).toMatchObject({ level: 20, node: process.version, openssl: process.versions.openssl, acceptedReads: 'direct' });
+    }
+  });
+
   it('SIGTERM: both stop listening, close their sessions and exit 0 within a few seconds', async () => {
     const { sproxy, cproxy, connect } = await startTunnel(defer);
     const user = await connect();

@@ -29,35 +29,59 @@ describe('the link with a shared secret (TLS-PSK)', () => {
   });
 
   it.each([
-    ['a wrong secret', true],
-    ['no secret at all', false],
-  ])('with %s on cproxy: no session, the user connection closes promptly, sproxy logs the peer', async (_name, cproxyHasSecret) => {
+    {
+      name: 'a wrong secret',
+      cproxyHasSecret: true,
+      sproxySays: /^the client's key does not match this sproxy's secret \(is the same shared secret given to both\?\)/,
+      cproxySays: /^TLS authentication with sproxy failed: our keys differ \(is the same shared secret given to both\?\)/,
+    },
+    {
+      name: 'no secret at all',
+      cproxyHasSecret: false,
+      sproxySays: /^spoke the plain protocol; this sproxy requires TLS with the shared secret$/,
+      cproxySays: /^sproxy refused the link: sproxy requires TLS with a shared secret/,
+    },
+  ])('with $name on cproxy: no session, each side names the cause, user connections close promptly', async (expected) => {
     const server = secretFile(defer);
     const client = secretFile(defer);
     const { target, sproxy, cproxy } = await startTunnel(defer, {
       sproxyArgs: ['--secret-file', server.file],
-      cproxyArgs: cproxyHasSecret ? ['--secret-file', client.file] : [],
+      cproxyArgs: expected.cproxyHasSecret ? ['--secret-file', client.file] : [],
       waitForLink: false,
     });
+    // One user connects at once, while cproxy may still be finding out; another after it gave up.
+    const early = userConnection(cproxy.port);
     const failure = await sproxy.proc.waitForLog((l) => l.msg === 'authentication failed');
     expect(String(failure['peer'])).toMatch(/^127\.0\.0\.1:\d+$/);
-    await cproxy.proc.waitForLog((l) => l.msg === 'authentication with sproxy failed');
+    expect(String(failure['reason'])).toMatch(expected.sproxySays);
+    const gaveUp = await cproxy.proc.waitForLog((l) => l.msg === 'authentication with sproxy failed');
+    expect(gaveUp.level).toBe(50); // error
+    expect(String(gaveUp['reason'])).toMatch(expected.cproxySays);
 
-    // cproxy refuses at once, so the reset may come before or after 'connect': wait for the close.
-    const startedAt = Date.now();
-    const socket = connect({ host: '127.0.0.1', port: cproxy.port });
-    defer(() => socket.destroy());
-    const errors: Error[] = [];
-    socket.on('error', (error) => errors.push(error));
-    socket.write('this must never reach the target');
-    // Not events.once: it would reject on the 'error' that comes with the reset.
-    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    expect(Date.now() - startedAt).toBeLessThan(3000);
-    expect(errorCodes(errors)).toEqual(['ECONNRESET']);
+    const late = userConnection(cproxy.port);
+    for (const user of [await early, await late]) {
+      expect(user.errors).toEqual(['ECONNRESET']);
+    }
+    // cproxy refuses at once once it has given up (the early one waited for the failures too).
+    expect((await late).closedAfterMs).toBeLessThan(3000);
     expect(target.sockets).toHaveLength(0);
     expect(sproxy.proc.countLogs((l) => l.msg === 'session opened')).toBe(0);
   });
 });
+
+/** A user connection to cproxy that writes at once; resolves when it closes, with how and how soon. */
+async function userConnection(port: number): Promise<{ errors: Array<string | undefined>; closedAfterMs: number }> {
+  const startedAt = Date.now();
+  const socket = connect({ host: '127.0.0.1', port });
+  defer(() => socket.destroy());
+  const errors: Error[] = [];
+  socket.on('error', (error) => errors.push(error));
+  socket.write('this must never reach the target');
+  // Not events.once: it would reject on the 'error' that comes with the reset. The reset may come
+  // before or after 'connect'.
+  await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return { errors: errorCodes(errors), closedAfterMs: Date.now() - startedAt };
+}
 
 describe('refused peers', () => {
   it('do not keep their unauthenticated slots: a good cproxy gets in after many refusals', async () => {
