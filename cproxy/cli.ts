@@ -1,7 +1,7 @@
 import yargs from 'yargs';
-import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../common/address.js';
-import { DEFAULT_CLIENT_CONFIG } from '../common/config.js';
-import { ConfigError } from '../common/errors.js';
+import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../common/transport/address.js';
+import { DEFAULT_CLIENT_CONFIG } from '../common/endpoints/config.js';
+import { ConfigError } from '../common/support/errors.js';
 import { MAX_OPEN_TARGET_BYTES } from '../common/protocol/messages.js';
 import {
   addSharedOptions,
@@ -11,7 +11,7 @@ import {
   readSharedOptions,
   UsageError,
   type SharedCliOptions,
-} from '../common/cli/shared.js';
+} from '../common/ops/cli-options.js';
 
 export const CPROXY_DEFAULT_LISTEN: HostPort = { host: '127.0.0.1', port: 5200 };
 export const CPROXY_DEFAULT_SERVER: HostPort = { host: '127.0.0.1', port: 6200 };

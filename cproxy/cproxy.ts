@@ -1,11 +1,11 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { formatHostPort } from '../common/address.js';
-import { bridgeSocket, LOCAL_SOCKET_HIGH_WATER_BYTES } from '../common/bridge.js';
-import { ClientEndpoint } from '../common/client-endpoint.js';
-import { adoptDirectReads } from '../common/direct-reads.js';
-import { listenOn } from '../common/listen.js';
-import { describeError, type Logger } from '../common/logger.js';
-import { dialLink } from '../common/transport.js';
+import { formatHostPort } from '../common/transport/address.js';
+import { bridgeSocket, LOCAL_SOCKET_HIGH_WATER_BYTES } from '../common/forwarding/bridge.js';
+import { ClientEndpoint } from '../common/endpoints/client-endpoint.js';
+import { adoptDirectReads } from '../common/transport/direct-reads.js';
+import { listenOn } from '../common/transport/listen.js';
+import { describeError, type Logger } from '../common/support/logger.js';
+import { dialLink } from '../common/transport/dial-link.js';
 import type { CproxyOptions } from './cli.js';
 
 export interface RunningCproxy {

@@ -1,6 +1,6 @@
 import { hideBin } from 'yargs/helpers';
-import { exitOnSignals, logRuntime, runCli } from '../common/cli/shared.js';
-import { createProcessLogger } from '../common/log-setup.js';
+import { exitOnSignals, logRuntime, runCli } from '../common/ops/cli-options.js';
+import { createProcessLogger } from '../common/ops/log-setup.js';
 import { parseCproxyArgs } from './cli.js';
 import { startCproxy } from './cproxy.js';
 

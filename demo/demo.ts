@@ -5,8 +5,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { formatHostPort, parseHostPort } from '../common/address.js';
-import { failWithUsageError, parsePositiveInteger, runCli } from '../common/cli/shared.js';
+import { formatHostPort, parseHostPort } from '../common/transport/address.js';
+import { failWithUsageError, parsePositiveInteger, runCli } from '../common/ops/cli-options.js';
 import { createLineService } from './line-service.js';
 import { createTemporarySecret } from './temporary-secret.js';
 

@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { failWithUsageError, parsePositiveInteger, runCli, UsageError } from '../common/cli/shared.js';
+import { failWithUsageError, parsePositiveInteger, runCli, UsageError } from '../common/ops/cli-options.js';
 import { createTemporarySecret } from './temporary-secret.js';
 import { TwoHostNetwork } from './two-hosts.js';
 

@@ -1,5 +1,5 @@
 import yargs from 'yargs';
-import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../common/address.js';
+import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../common/transport/address.js';
 import {
   addSharedOptions,
   failWithUsageError,
@@ -8,7 +8,7 @@ import {
   readSharedOptions,
   UsageError,
   type SharedCliOptions,
-} from '../common/cli/shared.js';
+} from '../common/ops/cli-options.js';
 
 export const SPROXY_DEFAULT_LISTEN: HostPort = { host: '0.0.0.0', port: 6200 };
 export const SPROXY_DEFAULT_TARGET: HostPort = { host: '127.0.0.1', port: 23 };

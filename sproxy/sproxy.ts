@@ -1,13 +1,13 @@
 import type { AddressInfo, TcpNetConnectOpts, Socket } from 'node:net';
-import { formatHostPort, type HostPort } from '../common/address.js';
-import { bridgeSocket, LOCAL_SOCKET_HIGH_WATER_BYTES } from '../common/bridge.js';
-import { connectWithDirectReads } from '../common/direct-reads.js';
-import { listenOn } from '../common/listen.js';
-import { describeError, type Logger } from '../common/logger.js';
-import { ServerEndpoint } from '../common/server-endpoint.js';
-import { createLinkServer } from '../common/transport.js';
-import type { SessionContext } from '../common/server-endpoint.js';
-import type { Session } from '../common/session.js';
+import { formatHostPort, type HostPort } from '../common/transport/address.js';
+import { bridgeSocket, LOCAL_SOCKET_HIGH_WATER_BYTES } from '../common/forwarding/bridge.js';
+import { connectWithDirectReads } from '../common/transport/direct-reads.js';
+import { listenOn } from '../common/transport/listen.js';
+import { describeError, type Logger } from '../common/support/logger.js';
+import { ServerEndpoint } from '../common/endpoints/server-endpoint.js';
+import { createLinkServer } from '../common/transport/link-server.js';
+import type { SessionContext } from '../common/endpoints/server-endpoint.js';
+import type { Session } from '../common/engine/session.js';
 import type { SproxyOptions } from './cli.js';
 
 /** A target that has not accepted within this time is treated as refusing. */

@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { BufferLimitError, FrameTooLargeError, UnknownPacketTypeError } from '../errors.js';
+import { BufferLimitError, FrameTooLargeError, UnknownPacketTypeError } from '../support/errors.js';
 import { HEADER_SIZE, MAX_PAYLOAD_BYTES, PACKET_TYPE_LIMIT } from './constants.js';
 import { decodeHeader, type PacketHeader } from './header.js';
 

@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { HandshakeError, ProtocolError } from '../errors.js';
+import { HandshakeError, ProtocolError } from '../support/errors.js';
 import {
   CLIENT_ID_BYTES,
   FIELD_SIZE,

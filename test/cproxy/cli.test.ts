@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { UsageError } from '../../common/cli/shared.js';
-import { ConfigError } from '../../common/errors.js';
+import { UsageError } from '../../common/ops/cli-options.js';
+import { ConfigError } from '../../common/support/errors.js';
 import { parseCproxyArgs } from '../../cproxy/cli.js';
 
 describe('cproxy command line', () => {

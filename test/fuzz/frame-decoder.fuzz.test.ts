@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { EternalError } from '../../common/errors.js';
+import { EternalError } from '../../common/support/errors.js';
 import { HEADER_SIZE, MAX_PAYLOAD_BYTES, PACKET_TYPE_LIMIT } from '../../common/protocol/constants.js';
 import { FrameDecoder } from '../../common/protocol/frame-decoder.js';
 import { HELLO_PAYLOAD_BYTES } from '../../common/protocol/messages.js';

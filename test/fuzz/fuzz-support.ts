@@ -11,7 +11,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { expect } from 'vitest';
-import { BufferLimitError, EternalError, FrameTooLargeError, UnknownPacketTypeError, type EternalErrorCode } from '../../common/errors.js';
+import { BufferLimitError, EternalError, FrameTooLargeError, UnknownPacketTypeError, type EternalErrorCode } from '../../common/support/errors.js';
 import { HEADER_SIZE, MAX_PAYLOAD_BYTES, PACKET_TYPE_LIMIT, UINT32_MAX } from '../../common/protocol/constants.js';
 import { decodeHeader, encodeHeader, type PacketHeader } from '../../common/protocol/header.js';
 import { splitAt } from '../helpers/split.js';

@@ -11,9 +11,9 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ClientEndpoint, type Dialer } from '../../common/client-endpoint.js';
-import { HandshakeError, type EternalError } from '../../common/errors.js';
-import type { LogFields, Logger } from '../../common/logger.js';
+import { ClientEndpoint, type Dialer } from '../../common/endpoints/client-endpoint.js';
+import { HandshakeError, type EternalError } from '../../common/support/errors.js';
+import type { LogFields, Logger } from '../../common/support/logger.js';
 import {
   CLIENT_ID_BYTES,
   GoAwayCode,
@@ -24,8 +24,8 @@ import {
 } from '../../common/protocol/constants.js';
 import { FrameDecoder } from '../../common/protocol/frame-decoder.js';
 import { decodeHello, encodeHello, HELLO_PAYLOAD_BYTES } from '../../common/protocol/messages.js';
-import { ServerEndpoint, type ServerEndpointEvents } from '../../common/server-endpoint.js';
-import type { Session } from '../../common/session.js';
+import { ServerEndpoint, type ServerEndpointEvents } from '../../common/endpoints/server-endpoint.js';
+import type { Session } from '../../common/engine/session.js';
 import { useCleanup } from '../helpers/cleanup.js';
 import { FaultyPair, settle } from '../helpers/duplex-pair.js';
 import { ManualClock } from '../helpers/manual-clock.js';

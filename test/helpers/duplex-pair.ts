@@ -1,5 +1,5 @@
 import { Duplex } from 'node:stream';
-import { LINK_SOCKET_HIGH_WATER_BYTES } from '../../common/transport.js';
+import { LINK_SOCKET_HIGH_WATER_BYTES } from '../../common/transport/tls-psk.js';
 
 /**
  * In-memory sockets for engine tests (Node 20 has no `stream.duplexPair`). Each end behaves like a

@@ -1,6 +1,6 @@
-import type { ClientEndpointEvents } from '../../common/client-endpoint.js';
-import type { ServerEndpointEvents } from '../../common/server-endpoint.js';
-import type { FinishReason, Session } from '../../common/session.js';
+import type { ClientEndpointEvents } from '../../common/endpoints/client-endpoint.js';
+import type { ServerEndpointEvents } from '../../common/endpoints/server-endpoint.js';
+import type { FinishReason, Session } from '../../common/engine/session.js';
 
 /** What the endpoints emit, as the endpoint tests record it. */
 export type UpInfo = ClientEndpointEvents['up'][0];

@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import type { EternalError, EternalErrorCode } from '../../common/errors.js';
+import type { EternalError, EternalErrorCode } from '../../common/support/errors.js';
 
 /** What `fn` throws; fails the test if it throws nothing. */
 export function catchError(fn: () => unknown): unknown {

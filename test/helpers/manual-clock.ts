@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from '../../common/clock.js';
+import type { Clock, TimerHandle } from '../../common/support/clock.js';
 import { settle } from './duplex-pair.js';
 
 const MAX_TIMERS_PER_INSTANT = 10_000;

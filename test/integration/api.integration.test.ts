@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { connect, createServer } from '../../common/index.js';
-import type { Session } from '../../common/session.js';
+import type { Session } from '../../common/engine/session.js';
 import { useCleanup } from '../helpers/cleanup.js';
 import { killConnections } from '../helpers/faults.js';
 

@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { UsageError } from '../../common/cli/shared.js';
-import { ConfigError } from '../../common/errors.js';
+import { UsageError } from '../../common/ops/cli-options.js';
+import { ConfigError } from '../../common/support/errors.js';
 import { parseSproxyArgs } from '../../sproxy/cli.js';
 
 afterEach(() => {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BufferLimitError, EternalError, FrameTooLargeError, UnknownPacketTypeError } from '../../../common/errors.js';
+import { BufferLimitError, EternalError, FrameTooLargeError, UnknownPacketTypeError } from '../../../common/support/errors.js';
 import {
   HEADER_SIZE,
   MAX_PAYLOAD_BYTES,

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { HandshakeError } from '../../../common/errors.js';
+import { HandshakeError } from '../../../common/support/errors.js';
 import { CLIENT_ID_BYTES, MAX_REASON_BYTES, PROTOCOL_VERSION, RESUME_TOKEN_BYTES } from '../../../common/protocol/constants.js';
 import {
   decodeHello,

@@ -1,0 +1,327 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { systemClock, type Clock, type TimerHandle } from '../support/clock.js';
+import { resolveClientConfig, type ClientConfig } from './config.js';
+import { AuthenticationError, ClosedError, HandshakeError, ProtocolError, type EternalError } from '../support/errors.js';
+import { createLink, type Link, type LinkHandler } from '../transport/link.js';
+import { silentLogger, type Logger } from '../support/logger.js';
+import { Multiplexer, type ResumeSummary } from '../engine/multiplexer.js';
+import { CLIENT_ID_BYTES, GoAwayCode, LINK_SESSION_ID, PacketType, RESUME_TOKEN_BYTES } from '../protocol/constants.js';
+import type { Frame } from '../protocol/frame-decoder.js';
+import { decodeReason, decodeWelcome, encodeHello } from '../protocol/messages.js';
+import { Connector, type Dialer } from './connector.js';
+import type { FinishReason, Session } from '../engine/session.js';
+
+/** Authentication failures in a row after which the sessions are given up (see #onAuthenticationFailure). */
+const AUTHENTICATION_FAILURES_TO_GIVE_UP = 3;
+
+export type { Dialer } from './connector.js';
+
+export interface ClientEndpointOptions {
+  dial: Dialer;
+  /** Printable server address, for logs. */
+  serverName: string;
+  config?: Partial<ClientConfig>;
+  logger?: Logger;
+  clock?: Clock;
+  /** Copy written buffers (needed when callers reuse them); the proxies write fresh socket chunks. */
+  copyWrites?: boolean;
+  /** Random in [0, 1), for backoff jitter. */
+  random?: () => number;
+  /** Client identity; random by default. */
+  clientId?: Buffer;
+  /** Proof that a resume comes from the client that opened the sessions; random by default. */
+  resumeToken?: Buffer;
+}
+
+/**
+ *  - connecting:  one or more connect attempts are pending (they overlap, see #armStagger)
+ *  - handshaking: connected, HELLO sent, waiting for WELCOME
+ *  - up:          the multiplexer runs (or is syncing) on the link
+ *  - waiting:     the last pending attempt failed; the next one is on a timer
+ *  - closed:      close() was called; nothing more happens
+ */
+export type ClientState = 'connecting' | 'handshaking' | 'up' | 'waiting' | 'closed';
+
+/** The endpoint's own state; while it is `dialing`, the connector says whether it is connecting or waiting. */
+type OwnState = 'dialing' | 'handshaking' | 'up' | 'closed';
+
+export interface ClientEndpointEvents {
+  /** The link is up and every session resumed. */
+  up: [info: { attempts: number; downMs: number | null; summary: ResumeSummary; knownClient: boolean }];
+  /** The link went down. */
+  down: [error: EternalError];
+  /** The server refused our credentials; sessions were closed. */
+  'auth-failed': [error: AuthenticationError];
+  /**
+   * The last pending attempt failed; the next is in `delayMs`. An attempt that fails while others
+   * are still pending emits nothing: one of them may yet get through.
+   */
+  retry: [info: { attempt: number; delayMs: number; error: string }];
+  'session-finished': [session: Session, reason: FinishReason, detail: string];
+}
+
+/**
+ * The client end: dials the server, keeps redialling when the link dies (at once, then with capped
+ * exponential backoff and jitter; attempts that hang overlap, one more every connectStaggerMs), and
+ * resumes every session on each new link.
+ */
+export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implements LinkHandler {
+  readonly clientId: Buffer;
+  readonly #resumeToken: Buffer;
+  readonly #connector: Connector;
+  readonly #serverName: string;
+  readonly #config: ClientConfig;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #mux: Multiplexer;
+  #state: OwnState = 'dialing';
+  /** The socket of the current link, from the handshake on. */
+  #socket: Duplex | null = null;
+  #link: Link | null = null;
+  #handshakeTimer: TimerHandle | null = null;
+  /** Gives up on the sessions when no link comes back within the resume window. */
+  #resumeWindowTimer: TimerHandle | null = null;
+  #downSince: number | null = null;
+  #knownClient = false;
+  #authenticationFailed = false;
+  /** Authentication failures in a row, since the last link that came up. */
+  #authenticationFailures = 0;
+  #everUp = false;
+  /** When a lost link was last redialled at once (not after a backoff delay). */
+  #lastImmediateRedialAt = Number.NEGATIVE_INFINITY;
+
+  constructor(options: ClientEndpointOptions) {
+    super();
+    this.#serverName = options.serverName;
+    this.#config = resolveClientConfig(options.config);
+    this.#logger = options.logger ?? silentLogger;
+    this.#clock = options.clock ?? systemClock;
+    this.clientId = options.clientId ?? randomBytes(CLIENT_ID_BYTES);
+    this.#resumeToken = options.resumeToken ?? randomBytes(RESUME_TOKEN_BYTES);
+    this.#mux = new Multiplexer({
+      role: 'client',
+      config: this.#config,
+      logger: this.#logger,
+      copyWrites: options.copyWrites ?? true,
+      clock: this.#clock,
+    });
+    this.#mux.on('resumed', (summary) => this.#onResumed(summary));
+    this.#mux.on('goaway', (reason) => {
+      // The server is closing for good and takes our sessions with it: end them now rather than
+      // leave the applications waiting on sessions nobody will resume.
+      this.#mux.loseAll(`sproxy closed the link: ${reason}`);
+    });
+    this.#mux.on('session-finished', (session, reason, detail) => this.emit('session-finished', session, reason, detail));
+    this.#connector = new Connector({
+      dial: options.dial,
+      config: this.#config,
+      clock: this.#clock,
+      random: options.random ?? Math.random,
+      logger: this.#logger,
+      serverName: this.#serverName,
+      hooks: {
+        onConnected: (socket) => this.#startHandshake(socket),
+        onAuthenticationFailure: (error) => this.#onAuthenticationFailure(error),
+        onFailureCounted: () => {
+          this.#downSince ??= this.#clock.now();
+          this.#armResumeWindow();
+        },
+        onRetry: (info) => this.emit('retry', info),
+      },
+    });
+    this.#connector.connect();
+  }
+
+  get state(): ClientState {
+    if (this.#state !== 'dialing') return this.#state;
+    return this.#connector.phase === 'waiting' ? 'waiting' : 'connecting';
+  }
+
+  get sessionCount(): number {
+    return this.#mux.sessionCount;
+  }
+
+  /**
+   * Authentication kept failing (AUTHENTICATION_FAILURES_TO_GIVE_UP in a row) and the sessions were
+   * given up; cleared when a link comes up.
+   */
+  get authenticationFailed(): boolean {
+    return this.#authenticationFailed;
+  }
+
+  /** A new session. It works at once: its bytes queue until the link is up. */
+  openSession(target?: string): Session {
+    if (this.#state === 'closed') throw new ClosedError('client endpoint is closed');
+    return this.#mux.openSession(target);
+  }
+
+  /**
+   * Stops for good: tells the server (GOAWAY) so that it releases our sessions, resets the local
+   * sessions and stops redialling. Idempotent.
+   */
+  close(reason = 'client shutting down'): void {
+    if (this.#state === 'closed') return;
+    this.#setState('closed');
+    this.#connector.stop();
+    this.#resumeWindowTimer?.cancel();
+    this.#mux.loseAll(reason);
+    if (this.#link !== null && this.#mux.link === this.#link) this.#mux.sendGoAway(reason);
+    this.#link?.fail(new ClosedError(reason));
+    this.#socket?.destroy();
+  }
+
+  #startHandshake(socket: Duplex): void {
+    if (this.#state === 'closed') {
+      socket.destroy();
+      return;
+    }
+    this.#setState('handshaking');
+    this.#socket = socket;
+    const link = createLink(socket, this.#serverName, this.#config, this.#clock);
+    this.#link = link;
+    link.setHandler(this);
+    link.onDown(this.#onLinkDown);
+    // A server that accepts but never answers (heartbeats alone keep the link alive) is a failure.
+    this.#handshakeTimer = this.#clock.setTimeout(
+      () => link.fail(new HandshakeError(`no WELCOME within ${this.#config.deadAfterMs} ms`)),
+      this.#config.deadAfterMs,
+    );
+    link.writePacket(PacketType.Hello, LINK_SESSION_ID, 0, 0, encodeHello(this.clientId, this.#resumeToken));
+  }
+
+  // LinkHandler while handshaking; the multiplexer takes over on WELCOME.
+  onFrame(link: Link, frame: Frame): void {
+    if (frame.header.type !== PacketType.Welcome) {
+      if (frame.header.type === PacketType.GoAway) {
+        const reason = `sproxy refused the link: ${decodeReason(frame.payload)}`;
+        throw frame.header.ack === GoAwayCode.Authentication ? new AuthenticationError(reason) : new HandshakeError(reason);
+      }
+      throw new ProtocolError(`expected WELCOME, got ${PacketType[frame.header.type] ?? frame.header.type}`);
+    }
+    const welcome = decodeWelcome(frame.payload);
+    this.#knownClient = welcome.knownClient;
+    this.#authenticationFailed = false;
+    this.#authenticationFailures = 0;
+    this.#handshakeTimer?.cancel();
+    this.#setState('up');
+    this.#mux.attach(link, welcome.knownClient);
+  }
+
+  onWritable(): void {}
+
+  readonly #onLinkDown = (link: Link, error: EternalError): void => {
+    this.#handshakeTimer?.cancel();
+    if (this.#link !== link) return;
+    this.#link = null;
+    this.#socket = null;
+    if (this.#state === 'closed') return;
+    const wasUp = this.#state === 'up';
+    if (wasUp) {
+      this.#downSince = this.#clock.now();
+      this.#armResumeWindow();
+      this.#logger.warn({ server: this.#serverName, reason: error.message, code: error.code }, 'link down');
+      this.emit('down', error);
+      // The first attempt after a lost link goes out at once: the path is often fine already. At
+      // most one such attempt per maximum backoff delay, so that a server that accepts and then
+      // drops us cannot drive a busy loop.
+      const now = this.#clock.now();
+      if (now - this.#lastImmediateRedialAt >= this.#config.reconnectMaxDelayMs) {
+        this.#lastImmediateRedialAt = now;
+        this.#connector.resetCounts();
+        this.#redial();
+      } else {
+        this.#retryAfterFailure(error.message);
+      }
+    } else if (error instanceof AuthenticationError) {
+      this.#onAuthenticationFailure(error);
+    } else {
+      this.#retryAfterFailure(error.message);
+    }
+  };
+
+  /** Dials again at once. */
+  #redial(): void {
+    this.#setState('dialing');
+    this.#connector.connect();
+  }
+
+  /** Dials again after the connector's backoff. */
+  #retryAfterFailure(reason: string): void {
+    // The 'retry' event still sees the state the failure happened in, as it always did.
+    this.#connector.retryAfterFailure(reason);
+    this.#setState('dialing');
+  }
+
+  /**
+   * The server refused who we are. Nothing will change by waiting, so the sessions end now (their
+   * applications see a reset, not a hang), new ones are refused until a link comes up, and the
+   * redialling goes on slowly in case the configuration is fixed.
+   */
+  #onAuthenticationFailure(error: AuthenticationError): void {
+    // An attacker on the path can inject one failure; a wrong secret fails every time. Only a run
+    // of them ends the sessions, which still happens within a fraction of a second.
+    this.#authenticationFailures++;
+    if (this.#authenticationFailures < AUTHENTICATION_FAILURES_TO_GIVE_UP) {
+      this.#logger.warn(
+        { server: this.#serverName, reason: error.message, failures: this.#authenticationFailures },
+        'authentication with sproxy failed; trying again',
+      );
+      this.#retryAfterFailure(error.message);
+      return;
+    }
+    this.#logger.error({ server: this.#serverName, reason: error.message }, 'authentication with sproxy failed');
+    this.#authenticationFailed = true;
+    this.emit('auth-failed', error);
+    this.#mux.loseAll(error.message);
+    this.#connector.backOffFully(); // straight to the longest backoff step
+    this.#retryAfterFailure(error.message);
+  }
+
+  #onResumed(summary: ResumeSummary): void {
+    if (!this.#knownClient && summary.lostSessions > 0) {
+      this.#logger.warn(
+        { server: this.#serverName, lostSessions: summary.lostSessions },
+        'server does not know this client (it restarted or the resume window expired): its sessions are lost',
+      );
+    }
+    const downMs = this.#downSince === null ? null : Math.round(this.#clock.now() - this.#downSince);
+    // Every attempt since the link was last up: failed, abandoned, and this one.
+    const attempts = this.#connector.attemptsSinceUp;
+    this.#logger.info(
+      {
+        server: this.#serverName,
+        attempts,
+        downMs,
+        sessions: summary.sessions,
+        resentPackets: summary.resentPackets,
+        lostSessions: summary.lostSessions,
+      },
+      this.#everUp ? 'link up: sessions resumed' : 'link up',
+    );
+    this.#everUp = true;
+    this.#connector.resetCounts();
+    this.#downSince = null;
+    this.#resumeWindowTimer?.cancel();
+    this.#resumeWindowTimer = null;
+    this.emit('up', { attempts, downMs, summary, knownClient: this.#knownClient });
+  }
+
+  /** Starts counting the resume window from the first moment without a link (idempotent). */
+  #armResumeWindow(): void {
+    this.#resumeWindowTimer ??= this.#clock.setTimeout(() => {
+      this.#resumeWindowTimer = null;
+      if (this.#state === 'up' || this.#mux.sessionCount === 0) return;
+      this.#logger.warn(
+        { server: this.#serverName, resumeWindowMs: this.#config.resumeWindowMs },
+        'no link within the resume window: giving up on the sessions',
+      );
+      this.#mux.loseAll('the server could not be reached within the resume window');
+    }, this.#config.resumeWindowMs);
+  }
+
+  #setState(state: OwnState): void {
+    this.#state = state;
+  }
+}

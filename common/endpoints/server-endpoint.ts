@@ -1,0 +1,237 @@
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { systemClock, type Clock, type TimerHandle } from '../support/clock.js';
+import { resolveServerConfig, type ServerConfig } from './config.js';
+import { timingSafeEqual } from 'node:crypto';
+import { AuthenticationError, ClosedError, HandshakeError, LimitError, type EternalError } from '../support/errors.js';
+import { createLink, type Link, type LinkHandler } from '../transport/link.js';
+import { silentLogger, type Logger } from '../support/logger.js';
+import { Multiplexer, type ResumeSummary } from '../engine/multiplexer.js';
+import { LINK_SESSION_ID, PacketType } from '../protocol/constants.js';
+import type { Frame } from '../protocol/frame-decoder.js';
+import { decodeHello, encodeWelcome, HELLO_PAYLOAD_BYTES } from '../protocol/messages.js';
+import { GoAwayCode, MAX_PAYLOAD_BYTES } from '../protocol/constants.js';
+import type { FinishReason, Session } from '../engine/session.js';
+
+export interface ServerEndpointOptions {
+  config?: Partial<ServerConfig>;
+  logger?: Logger;
+  clock?: Clock;
+  copyWrites?: boolean;
+}
+
+/** Who a session belongs to, for the application and the logs. */
+export interface SessionContext {
+  /** Hex form of the client's random id. */
+  clientId: string;
+  /** Address of the link the session was opened on. */
+  peer: string;
+  /** The target the client asked for ("host:port"), or null for the default. */
+  target: string | null;
+}
+
+export interface ServerEndpointEvents {
+  /** A client opened a session. */
+  session: [session: Session, context: SessionContext];
+  'session-finished': [session: Session, reason: FinishReason, detail: string, context: SessionContext];
+  /** A client's link completed the resume exchange. */
+  'client-up': [info: { clientId: string; peer: string; resumed: boolean; downMs: number | null; summary: ResumeSummary }];
+  /** A link ended, before or after its handshake. */
+  'link-down': [info: { clientId: string | null; peer: string; error: EternalError }];
+  /** A client's sessions were dropped because it did not come back within the resume window. */
+  'client-expired': [info: { clientId: string; sessions: number }];
+}
+
+/** What the server keeps per client, across that client's links. */
+interface ClientRecord {
+  readonly id: string;
+  /** The token of the client's first HELLO; a resume must present the same one. */
+  readonly resumeToken: Buffer;
+  readonly mux: Multiplexer;
+  link: Link | null;
+  downSince: number | null;
+  expiryTimer: TimerHandle | null;
+  resumed: boolean;
+}
+
+/**
+ * The server end: takes links, identifies the client of each by the id in its HELLO, lets a new
+ * link supersede the client's old one at once (the roaming case, where the old one has not been
+ * noticed dead yet), resumes the client's sessions, and drops them after the resume window.
+ */
+export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
+  readonly #config: ServerConfig;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #copyWrites: boolean;
+  readonly #clients = new Map<string, ClientRecord>();
+  /** Links that have not completed HELLO yet. */
+  readonly #pending = new Set<Link>();
+  #closed = false;
+
+  constructor(options: ServerEndpointOptions = {}) {
+    super();
+    this.#config = resolveServerConfig(options.config);
+    this.#logger = options.logger ?? silentLogger;
+    this.#clock = options.clock ?? systemClock;
+    this.#copyWrites = options.copyWrites ?? true;
+  }
+
+  get config(): Readonly<ServerConfig> {
+    return this.#config;
+  }
+
+  get clientCount(): number {
+    return this.#clients.size;
+  }
+
+  get pendingLinkCount(): number {
+    return this.#pending.size;
+  }
+
+  /** Takes a new transport connection (from a net.Server or tls.Server). */
+  handleConnection(socket: Duplex, peer: string): void {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    if (this.#pending.size >= this.#config.maxPendingLinks) {
+      socket.destroy();
+      this.emit('link-down', {
+        clientId: null,
+        peer,
+        error: new LimitError(`too many connections without HELLO (limit ${this.#config.maxPendingLinks})`),
+      });
+      return;
+    }
+    const link = createLink(socket, peer, this.#config, this.#clock);
+    this.#pending.add(link);
+    // Until it has said who it is, a peer may make us buffer no more than one HELLO.
+    link.maxPayloadBytes = HELLO_PAYLOAD_BYTES;
+    // Heartbeats alone keep a link alive; without this, a peer that never says HELLO would hold
+    // a pending link for ever.
+    const handshakeTimer = this.#clock.setTimeout(() => {
+      if (this.#pending.has(link)) link.fail(new HandshakeError(`no HELLO within ${this.#config.deadAfterMs} ms`));
+    }, this.#config.deadAfterMs);
+    const handshake: LinkHandler = {
+      onFrame: (_link, frame) => this.#onHello(link, frame),
+      onWritable: () => {},
+    };
+    link.setHandler(handshake);
+    link.onDown((_link, error) => {
+      handshakeTimer.cancel();
+      if (this.#pending.delete(link)) this.#onLinkDown(link, null, error);
+    });
+  }
+
+  /** Closes every link and session: GOAWAY to each client, then reset every session. Idempotent. */
+  close(reason = 'server shutting down'): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const link of this.#pending) link.fail(new ClosedError(reason));
+    this.#pending.clear();
+    for (const record of [...this.#clients.values()]) this.#dropClient(record, reason, true);
+  }
+
+  #onHello(link: Link, frame: Frame): void {
+    if (frame.header.type !== PacketType.Hello || frame.header.sessionId !== LINK_SESSION_ID) {
+      throw new HandshakeError(`expected HELLO, got ${PacketType[frame.header.type] ?? frame.header.type}`);
+    }
+    const hello = decodeHello(frame.payload);
+    const clientId = hello.clientId.toString('hex');
+    let record = this.#clients.get(clientId);
+    const knownClient = record !== undefined;
+    if (record !== undefined && !timingSafeEqual(record.resumeToken, hello.resumeToken)) {
+      // Knowing a client id is not enough to take over its sessions.
+      const reason = `resume of client ${clientId.slice(0, 8)} refused: wrong resume token`;
+      link.refuse(GoAwayCode.Authentication, reason, new AuthenticationError(reason));
+      return;
+    }
+    if (record === undefined && this.#clients.size >= this.#config.maxClients) {
+      const reason = `too many clients (limit ${this.#config.maxClients})`;
+      link.refuse(GoAwayCode.Limit, reason, new LimitError(reason));
+      return;
+    }
+    this.#pending.delete(link);
+    link.maxPayloadBytes = MAX_PAYLOAD_BYTES;
+    if (record === undefined) {
+      record = this.#createClient(clientId, hello.resumeToken);
+    } else if (record.link !== null) {
+      // A resume from the same client replaces its old link at once: after roaming, the old one
+      // may take seconds to be noticed dead, and nothing useful can travel on it any more.
+      this.#logger.info({ client: clientId, old: record.link.peer, peer: link.peer }, 'new link supersedes the old one');
+      const old = record.link;
+      record.link = null;
+      old.fail(new ClosedError(`superseded by a new link from ${link.peer}`));
+    }
+    record.expiryTimer?.cancel();
+    record.expiryTimer = null;
+    record.link = link;
+    record.resumed = knownClient;
+    const current = record;
+    link.onDown((_link, error) => {
+      if (current.link === link) this.#onLinkDown(link, current, error);
+    });
+    link.writePacket(PacketType.Welcome, LINK_SESSION_ID, 0, 0, encodeWelcome(knownClient));
+    record.mux.attach(link, true);
+  }
+
+  #createClient(clientId: string, resumeToken: Buffer): ClientRecord {
+    const mux = new Multiplexer({
+      role: 'server',
+      config: this.#config,
+      logger: this.#logger,
+      copyWrites: this.#copyWrites,
+      maxSessions: this.#config.maxSessionsPerClient,
+      clock: this.#clock,
+    });
+    const record: ClientRecord = {
+      id: clientId,
+      resumeToken,
+      mux,
+      link: null,
+      downSince: null,
+      expiryTimer: null,
+      resumed: false,
+    };
+    const context = (target: string | null = null): SessionContext => ({ clientId, peer: record.link?.peer ?? 'none', target });
+    mux.on('session', (session, target) => this.emit('session', session, context(target)));
+    mux.on('session-finished', (session, reason, detail) => this.emit('session-finished', session, reason, detail, context()));
+    mux.on('goaway', (reason) => this.#dropClient(record, `client closed: ${reason}`, false));
+    mux.on('resumed', (summary) => {
+      const downMs = record.downSince === null ? null : Math.round(this.#clock.now() - record.downSince);
+      record.downSince = null;
+      this.emit('client-up', { clientId, peer: record.link?.peer ?? 'none', resumed: record.resumed, downMs, summary });
+    });
+    this.#clients.set(clientId, record);
+    return record;
+  }
+
+  #onLinkDown(link: Link, record: ClientRecord | null, error: EternalError): void {
+    this.emit('link-down', { clientId: record?.id ?? null, peer: link.peer, error });
+    if (record === null) return;
+    record.link = null;
+    record.downSince = this.#clock.now();
+    if (error.code === 'ETCP_ERR_CLOSED' || this.#closed) return;
+    // Kept even with no session: an OPEN may have died with the link, and the client can replay it
+    // safely only if we still know it when it returns.
+    record.expiryTimer = this.#clock.setTimeout(() => {
+      const sessions = record.mux.sessionCount;
+      this.emit('client-expired', { clientId: record.id, sessions });
+      this.#dropClient(record, 'resume window expired', false);
+    }, this.#config.resumeWindowMs);
+  }
+
+  #dropClient(record: ClientRecord, reason: string, sendGoAway: boolean): void {
+    record.expiryTimer?.cancel();
+    record.expiryTimer = null;
+    this.#clients.delete(record.id);
+    record.mux.loseAll(reason);
+    const link = record.link;
+    if (link !== null) {
+      if (sendGoAway) record.mux.sendGoAway(reason);
+      record.link = null;
+      link.fail(new ClosedError(reason));
+    }
+  }
+}

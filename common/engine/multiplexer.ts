@@ -1,0 +1,358 @@
+import { randomInt } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { systemClock, type Clock } from '../support/clock.js';
+import { LimitError, ProtocolError } from '../support/errors.js';
+import type { Logger } from '../support/logger.js';
+import { LINK_SESSION_ID, PacketType, UINT32_MAX } from '../protocol/constants.js';
+import type { Frame } from '../protocol/frame-decoder.js';
+import { decodeOpenTarget, decodeReason, encodeOpenTarget, encodeReason } from '../protocol/messages.js';
+import { seqAdd } from '../protocol/seq.js';
+import type { Link, LinkHandler } from '../transport/link.js';
+import type { EngineConfig } from './config.js';
+import { EMPTY_PAYLOAD as EMPTY, SendScheduler, type Slot } from './send-scheduler.js';
+import { Session, type AckTiming, type FinishReason, type OutputTiming, type SessionOwner } from './session.js';
+
+/** What the multiplexer tells its endpoint. */
+export interface MultiplexerEvents {
+  /** Server side: the peer opened a session, asking for `target` ("host:port", or null: the default). */
+  session: [session: Session, target: string | null];
+  /** A new link finished the resume exchange and carries the sessions again. */
+  resumed: [summary: ResumeSummary];
+  /** A session ended; `reason` says how. */
+  'session-finished': [session: Session, reason: FinishReason, detail: string];
+  /** The peer announced that it is closing for good (GOAWAY). */
+  goaway: [reason: string];
+}
+
+export interface ResumeSummary {
+  sessions: number;
+  /** Sequenced packets written again because the peer had not acknowledged them. */
+  resentPackets: number;
+  /** Sessions closed because the peer no longer held their state. */
+  lostSessions: number;
+}
+
+/**
+ * Which side of the link this is:
+ *  - detached: no link; sessions keep queueing (bounded by their windows)
+ *  - syncing:  a link is up and our SYNC list went out; waiting for the peer's SYNC_END
+ *  - running:  sessions' packets flow
+ */
+export type MultiplexerPhase = 'detached' | 'syncing' | 'running';
+
+export interface MultiplexerOptions {
+  role: 'client' | 'server';
+  config: EngineConfig;
+  logger: Logger;
+  copyWrites: boolean;
+  /** First seq of a new session; random by default so that stale packets cannot line up. */
+  initialSeq?: () => number;
+  /** Server side: sessions the peer may hold open at once; an OPEN beyond it is reset. */
+  maxSessions?: number;
+  /** Times delayed acks; the system clock by default. */
+  clock?: Clock;
+}
+
+/**
+ * The sessions of one client, carried over whichever link is current: the session table, the
+ * dispatch of received frames to sessions, and the resume exchange (the SendScheduler puts the
+ * sessions' packets on the wire):
+ *
+ *   client                                     server
+ *     HELLO(client id)  ─────────────────────▶
+ *                       ◀─────────────────────  WELCOME(known client?)
+ *     SYNC(id, ack)* SYNC_END ───────────────▶
+ *                       ◀─────────────────────  SYNC(id, ack)* SYNC_END
+ *     on the peer's SYNC_END, each side drops what the peer acknowledged, resends the rest,
+ *     and settles the sessions the peer did not list (replay, completed, or lost).
+ */
+export class Multiplexer extends EventEmitter<MultiplexerEvents> implements SessionOwner, LinkHandler {
+  readonly #role: 'client' | 'server';
+  readonly #config: EngineConfig;
+  readonly #logger: Logger;
+  readonly #copyWrites: boolean;
+  readonly #initialSeq: () => number;
+  readonly #maxSessions: number;
+  readonly #clock: Clock;
+  readonly #sessions = new Map<number, Slot>();
+  readonly #scheduler: SendScheduler;
+  /** The peer's SYNC list for the link being resumed. */
+  #peerAcks = new Map<number, number>();
+  #link: Link | null = null;
+  #phase: MultiplexerPhase = 'detached';
+  #nextSessionId = 1;
+  #peerKeptState = true;
+
+  constructor(options: MultiplexerOptions) {
+    super();
+    this.#role = options.role;
+    this.#config = options.config;
+    this.#logger = options.logger;
+    this.#copyWrites = options.copyWrites;
+    this.#initialSeq = options.initialSeq ?? (() => randomInt(0, UINT32_MAX + 1));
+    this.#maxSessions = options.maxSessions ?? Number.POSITIVE_INFINITY;
+    this.#clock = options.clock ?? systemClock;
+    this.#scheduler = new SendScheduler({ config: this.#config, clock: this.#clock });
+  }
+
+  get phase(): MultiplexerPhase {
+    return this.#phase;
+  }
+
+  get link(): Link | null {
+    return this.#link;
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /**
+   * Client side: a new session, whose OPEN goes out on the current or next link. `target`
+   * ("host:port") asks the server for a target other than its default.
+   */
+  openSession(target?: string): Session {
+    const openPayload = target === undefined ? undefined : encodeOpenTarget(target); // throws before any state changes
+    let id = this.#nextSessionId;
+    while (id === LINK_SESSION_ID || this.#sessions.has(id)) id = seqAdd(id, 1);
+    this.#nextSessionId = seqAdd(id, 1);
+    const firstSeq = this.#initialSeq();
+    // OPEN's ack field announces the reverse direction's first seq; using the same number keeps
+    // the packet self-describing (PROTOCOL.md §4).
+    const session = this.#createSession(id, firstSeq, firstSeq);
+    session.queueOpen(openPayload);
+    return session;
+  }
+
+  /**
+   * Puts sessions on a new link, which has completed HELLO/WELCOME, and sends our SYNC list.
+   * `peerKeptState`: the peer still held our state when the link came up (WELCOME's flag; always
+   * true on the server side, whose sessions the client opened).
+   */
+  attach(link: Link, peerKeptState: boolean): void {
+    if (this.#link !== null) this.detach(this.#link);
+    this.#link = link;
+    this.#peerKeptState = peerKeptState;
+    this.#phase = 'syncing';
+    this.#peerAcks = new Map();
+    this.#scheduler.attach(link);
+    link.setHandler(this);
+    link.onDown(() => this.detach(link));
+    for (const { session } of this.#sessions.values()) {
+      this.#scheduler.queueControl({ type: PacketType.Sync, sessionId: session.id, ack: session.takeAck(), payload: EMPTY });
+    }
+    this.#scheduler.queueControl({ type: PacketType.SyncEnd, sessionId: LINK_SESSION_ID, ack: 0, payload: EMPTY });
+    this.#scheduler.scheduleFlush();
+  }
+
+  /** The link is gone (or superseded): sessions wait, queueing, for the next one. */
+  detach(link: Link): void {
+    if (this.#link !== link) return;
+    this.#link = null;
+    this.#phase = 'detached';
+    this.#scheduler.detach(this.#sessions.values());
+  }
+
+  /** Queues a GOAWAY for the current link (the endpoint is closing for good). */
+  sendGoAway(reason: string): void {
+    // Whatever is due goes first (a final ack above all), so that the peer settles it before it
+    // hears that we are gone.
+    this.flushNow();
+    this.#scheduler.queueControl({ type: PacketType.GoAway, sessionId: LINK_SESSION_ID, ack: 0, payload: encodeReason(reason) });
+    this.flushNow();
+  }
+
+  /** Ends every session at once (shutdown or resume window expired). */
+  loseAll(message: string): void {
+    for (const { session } of [...this.#sessions.values()]) session.lose(message);
+  }
+
+  // ── LinkHandler ──────────────────────────────────────────────────────────
+
+  onFrame(link: Link, frame: Frame): void {
+    // Output the frame causes (acks, packets freed by an ack) is batched for the whole chunk; and a
+    // consumer that writes back synchronously must not flush in the middle of a frame's handling.
+    this.#scheduler.batched(() => this.#dispatchFrame(link, frame));
+  }
+
+  #dispatchFrame(link: Link, frame: Frame): void {
+    // `frame.payload` joins a payload that spanned chunks: only control packets ask for it.
+    const { header } = frame;
+    const type = header.type as PacketType;
+    if (type === PacketType.GoAway) {
+      const reason = decodeReason(frame.payload);
+      this.#logger.warn({ peer: link.peer, reason }, 'peer is going away');
+      this.emit('goaway', reason);
+      return;
+    }
+    if (this.#phase === 'syncing') {
+      this.#onSyncFrame(type, header.sessionId, header.ack);
+      return;
+    }
+    switch (type) {
+      case PacketType.Open:
+        this.#onOpen(header.sessionId, header.seq, header.ack, frame.payload);
+        return;
+      case PacketType.Data:
+      case PacketType.DataAckRequest:
+      case PacketType.Fin:
+      case PacketType.Reset:
+        this.#onSequenced(type, header.sessionId, header.seq, header.ack, frame.parts);
+        return;
+      case PacketType.Ack: {
+        const slot = this.#sessions.get(header.sessionId);
+        if (slot !== undefined) this.#scheduler.acknowledged(slot, header.ack);
+        return;
+      }
+      default:
+        throw new ProtocolError(`unexpected ${PacketType[type] ?? type} packet on a running link`);
+    }
+  }
+
+  onWritable(): void {
+    this.#scheduler.scheduleFlush();
+  }
+
+  // ── SessionOwner ─────────────────────────────────────────────────────────
+
+  sessionHasOutput(session: Session, timing: OutputTiming): void {
+    const slot = this.#slotOf(session);
+    if (this.#phase !== 'running' || slot === undefined) return;
+    this.#scheduler.outputQueued(slot, timing);
+  }
+
+  sessionNeedsAck(session: Session, timing: AckTiming): void {
+    const slot = this.#slotOf(session);
+    if (this.#phase !== 'running' || slot === undefined) return;
+    this.#scheduler.ackNeeded(slot, timing);
+  }
+
+  sessionFinished(session: Session, reason: FinishReason, detail: string): void {
+    const slot = this.#slotOf(session);
+    if (slot !== undefined) {
+      this.#sessions.delete(session.id);
+      this.#scheduler.forget(slot);
+    }
+    // The peer's last packet (its FIN or RESET) still needs our ack, though we forget the session.
+    if (session.ackPending && this.#phase === 'running') {
+      this.#scheduler.queueControl({ type: PacketType.Ack, sessionId: session.id, ack: session.takeAck(), payload: EMPTY });
+      this.#scheduler.scheduleFlush();
+    }
+    this.emit('session-finished', session, reason, detail);
+  }
+
+  // ── Resume ───────────────────────────────────────────────────────────────
+
+  #onSyncFrame(type: PacketType, sessionId: number, ack: number): void {
+    if (type === PacketType.Sync) {
+      this.#peerAcks.set(sessionId, ack);
+    } else if (type === PacketType.SyncEnd) {
+      this.#completeResume();
+    } else {
+      throw new ProtocolError(`${PacketType[type] ?? type} packet before SYNC_END`);
+    }
+  }
+
+  #completeResume(): void {
+    const summary: ResumeSummary = { sessions: 0, resentPackets: 0, lostSessions: 0 };
+    this.#phase = 'running';
+    this.#scheduler.startSessions();
+    for (const slot of [...this.#sessions.values()]) {
+      const { session } = slot;
+      const peerAck = this.#peerAcks.get(session.id);
+      if (peerAck !== undefined) {
+        summary.resentPackets += session.resumeFrom(peerAck);
+      } else {
+        const verdict = session.resolveUnknownToPeer(this.#peerKeptState);
+        if (verdict === 'completed') {
+          session.settleCompletedAtPeer();
+          continue;
+        }
+        if (verdict === 'lost') {
+          summary.lostSessions++;
+          session.lose(
+            this.#role === 'client'
+              ? `sproxy no longer holds session ${session.id} (it restarted, or the resume window expired)`
+              : `the client no longer holds session ${session.id}`,
+          );
+          continue;
+        }
+        // Never reached the peer: send it all again, OPEN first.
+        summary.resentPackets += session.rewind();
+      }
+      summary.sessions++;
+      if (session.hasUnsent) this.#scheduler.markReady(slot);
+      // The consumer may have read since our SYNC went out: its ack must not wait for new data.
+      if (session.ackPending) this.#scheduler.markAckDue(slot);
+    }
+    this.#peerAcks = new Map();
+    this.emit('resumed', summary);
+    this.#scheduler.scheduleFlush();
+  }
+
+  // ── Receiving ────────────────────────────────────────────────────────────
+
+  #onOpen(sessionId: number, seq: number, ack: number, payload: Buffer): void {
+    if (this.#role !== 'server') throw new ProtocolError('OPEN sent to the client');
+    if (sessionId === LINK_SESSION_ID) throw new ProtocolError('OPEN for session 0');
+    if (this.#sessions.has(sessionId)) return; // a replayed OPEN of a session we already hold
+    // Decoded before any state is created: a bad target must leave nothing behind.
+    const target = decodeOpenTarget(payload);
+    const overLimit = this.#sessions.size >= this.#maxSessions;
+    const session = this.#createSession(sessionId, ack, seqAdd(seq, 1));
+    session.markOpenedByPeer();
+    if (overLimit) {
+      // Refused the way a target refuses: the peer's application sees its connection reset.
+      this.#logger.warn({ session: sessionId, limit: this.#maxSessions }, 'session refused: too many sessions for this client');
+      session.on('error', () => {});
+      session.destroy(new LimitError(`too many sessions for this client (limit ${this.#maxSessions})`));
+      return;
+    }
+    this.emit('session', session, target);
+  }
+
+  #onSequenced(type: PacketType, sessionId: number, seq: number, ack: number, payload: readonly Buffer[]): void {
+    const slot = this.#sessions.get(sessionId);
+    if (slot === undefined) {
+      // Already forgotten here. A RESET still deserves its ack, so that the peer can forget too.
+      if (type === PacketType.Reset) {
+        this.#scheduler.queueControl({ type: PacketType.Ack, sessionId, ack: seqAdd(seq, 1), payload: EMPTY });
+        this.#scheduler.scheduleFlush();
+      }
+      this.#logger.debug({ session: sessionId, type: PacketType[type] }, 'packet for an unknown session dropped');
+      return;
+    }
+    this.#scheduler.acknowledged(slot, ack);
+    if (slot.session.receive(type, seq, payload) === 'ahead') {
+      // The link is a reliable byte stream, so a gap means the peer is broken, not that data was lost.
+      throw new ProtocolError(`session ${sessionId}: seq ${seq} skips ahead of the expected one`);
+    }
+  }
+
+  #createSession(id: number, sendSeq: number, receiveSeq: number): Session {
+    const session = new Session({
+      id,
+      owner: this,
+      sendSeq,
+      receiveSeq,
+      windowBytes: this.#config.windowBytes,
+      maxFramePayloadBytes: this.#config.maxFramePayloadBytes,
+      readableHighWaterMark: this.#config.sessionReadableHighWaterBytes,
+      writableHighWaterMark: this.#config.sessionWritableHighWaterBytes,
+      copyWrites: this.#copyWrites,
+    });
+    this.#sessions.set(id, SendScheduler.slotFor(session));
+    return session;
+  }
+
+  /** The session's slot, if the session is still ours (a finished one may still call its owner). */
+  #slotOf(session: Session): Slot | undefined {
+    const slot = this.#sessions.get(session.id);
+    return slot?.session === session ? slot : undefined;
+  }
+
+  /** Writes what can be written now (used before closing, when no later tick will come). */
+  flushNow(): void {
+    this.#scheduler.flushNow();
+  }
+}

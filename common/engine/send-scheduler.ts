@@ -1,0 +1,283 @@
+import { Buffer } from 'node:buffer';
+import { nextTick } from 'node:process';
+import type { Clock, TimerHandle } from '../support/clock.js';
+import { PacketType } from '../protocol/constants.js';
+import { seqBefore } from '../protocol/seq.js';
+import type { Link } from '../transport/link.js';
+import type { EngineConfig } from './config.js';
+import { Fifo } from './fifo.js';
+import type { QueuedPacket } from './retransmit-queue.js';
+import type { AckTiming, OutputTiming, Session } from './session.js';
+import { SharedLinkBudget } from './shared-link.js';
+
+/** An unsequenced packet for the current link (SYNC, SYNC_END, GOAWAY, a lone ACK). */
+export interface ControlPacket {
+  type: PacketType;
+  sessionId: number;
+  ack: number;
+  payload: Buffer;
+}
+
+/**
+ * The scheduler's marks on one session. Each flag says the session is in the queue of that name;
+ * an entry whose flag was cleared since (its ack rode on a data packet, the session finished) is
+ * stale and skipped. Flags and FIFOs rather than Sets: see Fifo.
+ */
+export interface Slot {
+  readonly session: Session;
+  /** In #ready: has unsent packets. */
+  ready: boolean;
+  /** In #acksDue: its ack goes out at the next flush. */
+  ackDue: boolean;
+  /** In #acksDelayed: its ack waits for a packet to ride on, until #ackTimer fires. */
+  ackDelayed: boolean;
+  /** Payload bytes written since the last packet that asked for an ack (shared-link pacing). */
+  sentSinceAckRequest: number;
+  /** A packet the peer acks at once, timed to measure the round trip: its seq, and when it went (-1: none). */
+  probeSeq: number;
+  probeSentAt: number;
+}
+
+export const EMPTY_PAYLOAD = Buffer.alloc(0);
+
+export interface SendSchedulerOptions {
+  config: Pick<EngineConfig, 'ackDelayMs' | 'sharedLinkInFlightBytes' | 'sharedLinkHoldMs'>;
+  clock: Clock;
+}
+
+/**
+ * Puts the sessions' packets and acks on the link: control packets first, then one packet per
+ * ready session per turn (round robin), so that a bulk session cannot bury another's packets
+ * behind its backlog; on a link several sessions share, each is held to the shared-link budget.
+ * Acks ride on data packets where they can, wait ackDelayMs for one where they may, and go alone
+ * otherwise. Writes are batched to the end of the tick (one system call for a burst) unless asked
+ * for now, and stop while the link's socket is over its high-water mark, until it drains.
+ */
+export class SendScheduler {
+  readonly #config: SendSchedulerOptions['config'];
+  readonly #clock: Clock;
+  /** Sessions with unsent packets, in round-robin order. */
+  readonly #ready = new Fifo<Slot>();
+  /** Sessions whose ack moved since they last sent one, and must send it at the next flush. */
+  readonly #acksDue = new Fifo<Slot>();
+  /** Sessions whose ack moved but may wait for a packet to ride on, until #ackTimer fires. */
+  readonly #acksDelayed = new Fifo<Slot>();
+  #ackTimer: TimerHandle | null = null;
+  /** Unsequenced packets for the current link, written before any session's. */
+  #control: ControlPacket[] = [];
+  #link: Link | null = null;
+  /** Sessions' packets go out only once the resume exchange is over. */
+  #sessionsRunning = false;
+  #flushScheduled = false;
+  /** Inside #flush, or handling a received frame: a flush asked for `now` waits for the tick's end. */
+  #busy = false;
+  /** How much each session may have in flight while several are sending. */
+  readonly #sharedLink: SharedLinkBudget;
+
+  constructor(options: SendSchedulerOptions) {
+    this.#config = options.config;
+    this.#clock = options.clock;
+    this.#sharedLink = new SharedLinkBudget({ floorBytes: this.#config.sharedLinkInFlightBytes, holdMs: this.#config.sharedLinkHoldMs });
+  }
+
+  /** A fresh slot for a new session, in no queue. */
+  static slotFor(session: Session): Slot {
+    return { session, ready: false, ackDue: false, ackDelayed: false, sentSinceAckRequest: 0, probeSeq: 0, probeSentAt: -1 };
+  }
+
+  /** Writes go to `link` from now on, control packets only until sessionsRunning. */
+  attach(link: Link): void {
+    this.#link = link;
+    this.#sessionsRunning = false;
+    this.#control = [];
+    this.#sharedLink.newPath();
+  }
+
+  /** The link is gone: nothing is queued for it any more, and no slot is in a queue. */
+  detach(slots: Iterable<Slot>): void {
+    this.#link = null;
+    this.#sessionsRunning = false;
+    this.#control = [];
+    this.#ready.clear();
+    this.#acksDue.clear();
+    this.#acksDelayed.clear();
+    for (const slot of slots) {
+      slot.ready = slot.ackDue = slot.ackDelayed = false;
+      slot.probeSentAt = -1; // its ack, if any, will not time this link
+    }
+    this.#ackTimer?.cancel();
+    this.#ackTimer = null;
+  }
+
+  /** The resume exchange is over: sessions' packets and acks go out from now on. */
+  startSessions(): void {
+    this.#sessionsRunning = true;
+  }
+
+  /** Queues an unsequenced packet for the current link, ahead of every session's. */
+  queueControl(packet: ControlPacket): void {
+    this.#control.push(packet);
+  }
+
+  /** Runs `handle` with output batched to the end of the tick (a received frame's effects). */
+  batched(handle: () => void): void {
+    this.#busy = true;
+    try {
+      handle();
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** New packets of the slot's session are queued, to go as soon as `timing` says. */
+  outputQueued(slot: Slot, timing: OutputTiming): void {
+    this.markReady(slot);
+    if (timing === 'now' && !this.#busy) this.flushNow();
+    else this.scheduleFlush();
+  }
+
+  /** The session's ack moved, to reach the peer as soon as `timing` says. */
+  ackNeeded(slot: Slot, timing: AckTiming): void {
+    if (timing === 'now') {
+      this.markAckDue(slot);
+      this.scheduleFlush();
+      return;
+    }
+    if (slot.ackDue || slot.ackDelayed) return;
+    slot.ackDelayed = true;
+    this.#acksDelayed.push(slot);
+    this.#ackTimer ??= this.#clock.setTimeout(this.#releaseDelayedAcks, this.#config.ackDelayMs);
+  }
+
+  /** The delay is over: acks that found no packet to ride on go out on their own. */
+  readonly #releaseDelayedAcks = (): void => {
+    this.#ackTimer = null;
+    for (let slot = this.#acksDelayed.shift(); slot !== undefined; slot = this.#acksDelayed.shift()) {
+      if (slot.ackDelayed) this.markAckDue(slot);
+    }
+    this.scheduleFlush();
+  };
+
+  /** The session is finished: its entries in the queues are stale from now on. */
+  forget(slot: Slot): void {
+    slot.ready = slot.ackDue = slot.ackDelayed = false;
+  }
+
+  /** The peer's ack frees room in flight: a session held back by the shared-link limit may go on. */
+  acknowledged(slot: Slot, ack: number): void {
+    slot.session.acknowledge(ack);
+    if (slot.probeSentAt >= 0 && seqBefore(slot.probeSeq, ack)) {
+      this.#sharedLink.noteRoundTrip(this.#clock.now() - slot.probeSentAt);
+      slot.probeSentAt = -1;
+    }
+    // Unsent packets mean the session is not finished (finishing clears its queue): still ours.
+    if (!slot.ready && slot.session.hasUnsent) {
+      this.markReady(slot);
+      this.scheduleFlush();
+    }
+  }
+
+  markReady(slot: Slot): void {
+    if (slot.ready) return;
+    slot.ready = true;
+    this.#ready.push(slot);
+  }
+
+  /** Its ack goes at the next flush; an entry in #acksDelayed becomes stale. */
+  markAckDue(slot: Slot): void {
+    slot.ackDelayed = false;
+    if (slot.ackDue) return;
+    slot.ackDue = true;
+    this.#acksDue.push(slot);
+  }
+
+  scheduleFlush(): void {
+    if (this.#flushScheduled || this.#link === null) return;
+    this.#flushScheduled = true;
+    nextTick(this.#flush);
+  }
+
+  /** Writes what can be written now (used before closing, when no later tick will come). */
+  flushNow(): void {
+    this.#flushScheduled = true;
+    this.#flush();
+  }
+
+  /**
+   * The packet's type as written: on a shared link, DATA asks for an ack once per quarter budget,
+   * or the session would stall at its budget until the peer's delayed ack. A packet the peer acks
+   * at once, written while no other is being timed, times the round trip.
+   */
+  #typeToWrite(slot: Slot, packet: QueuedPacket, budget: number, now: number): PacketType {
+    let { type } = packet;
+    if (type === PacketType.Data && budget !== Number.POSITIVE_INFINITY) {
+      slot.sentSinceAckRequest += packet.payload.length;
+      if (slot.sentSinceAckRequest >= budget / 4) type = PacketType.DataAckRequest;
+    }
+    if (type === PacketType.Data) return type;
+    slot.sentSinceAckRequest = 0;
+    if (slot.probeSentAt < 0 && type !== PacketType.Reset) {
+      slot.probeSeq = packet.seq;
+      slot.probeSentAt = now;
+    }
+    return type;
+  }
+
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    const link = this.#link;
+    if (link === null || link.state !== 'up') return;
+    const wasBusy = this.#busy; // flushNow may come from inside a frame's handling
+    this.#busy = true;
+    link.cork();
+    // Usually empty: not even an iterator or a fresh array then.
+    if (this.#control.length > 0) {
+      for (const packet of this.#control) link.writePacket(packet.type, packet.sessionId, 0, packet.ack, packet.payload);
+      this.#control = [];
+    }
+    if (this.#sessionsRunning) {
+      this.#writeSessions(link);
+      this.#writeAcks(link);
+    }
+    link.uncork();
+    this.#busy = wasBusy;
+    // The kernel took everything at once: there is room for more now, not at the next 'drain'.
+    if (this.#ready.length > 0 && link.writable) this.scheduleFlush();
+  };
+
+  /**
+   * Round robin, one packet per session per turn; stop while the socket holds more than its
+   * high-water mark. A session with more to send goes to the back of the queue.
+   */
+  #writeSessions(link: Link): void {
+    const now = this.#clock.now();
+    while (this.#ready.length > 0 && link.writable) {
+      const slot = this.#ready.shift() as Slot;
+      if (!slot.ready) continue;
+      slot.ready = false;
+      const { session } = slot;
+      // Over its budget on a shared link: held back until acks free room (acknowledged() puts it
+      // back in the queue). Asked per packet: the packet before may have made the link shared.
+      const budget = this.#sharedLink.budgetBytes(now);
+      if (session.inFlightBytes >= budget) continue;
+      const packet = session.takeNextPacket();
+      if (packet !== null) {
+        this.#sharedLink.noteSent(slot, now);
+        const type = this.#typeToWrite(slot, packet, budget, now);
+        link.writePacket(type, session.id, packet.seq, session.takeAck(), packet.payload);
+        // The ack rode on this packet: the session's entries in the ack queues are stale.
+        slot.ackDue = slot.ackDelayed = false;
+      }
+      if (session.hasUnsent) this.markReady(slot);
+    }
+  }
+
+  /** Acks that found no packet to ride on go alone. */
+  #writeAcks(link: Link): void {
+    for (let slot = this.#acksDue.shift(); slot !== undefined; slot = this.#acksDue.shift()) {
+      if (!slot.ackDue) continue;
+      slot.ackDue = false;
+      if (slot.session.ackPending) link.writePacket(PacketType.Ack, slot.session.id, 0, slot.session.takeAck(), EMPTY_PAYLOAD);
+    }
+  }
+}

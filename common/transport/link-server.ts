@@ -1,0 +1,181 @@
+import { createServer as netCreateServer, type Server, type Socket } from 'node:net';
+import { createSecureContext, TLSSocket, type TLSSocketOptions } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { GoAwayCode, LINK_SESSION_ID, PacketType } from '../protocol/constants.js';
+import { encodeHeader } from '../protocol/header.js';
+import { encodeReason } from '../protocol/messages.js';
+import { describeError } from '../support/logger.js';
+import { adoptDirectReads } from './direct-reads.js';
+import {
+  derivePsk,
+  isTlsProtocolError,
+  LINK_CIPHERS,
+  LINK_SOCKET_HIGH_WATER_BYTES,
+  PSK_IDENTITY,
+  TLS_VERSION,
+  tlsReason,
+  type WithHighWaterMark,
+} from './tls-psk.js';
+
+export interface LinkServerHandlers {
+  /**
+   * A connection is ready to carry the protocol (after the TLS handshake, if any). `tcp` is the
+   * TCP socket underneath, the one onConnection saw.
+   */
+  onLink(socket: Duplex, peer: string, tcp: Socket): void;
+  /**
+   * A connection failed to authenticate: its TLS handshake failed or timed out, it spoke the plain
+   * protocol to a server with a secret, or TLS to one without.
+   */
+  onAuthFailure(peer: string, reason: string): void;
+  /** A plain-mode connection sent nothing within the handshake deadline. */
+  onSilent(peer: string, reason: string): void;
+  /** A TCP connection arrived, before any handshake. Return false to refuse it at once. */
+  onConnection(socket: Socket, peer: string): boolean;
+  /** A connection was refused because `maxUnauthenticated` were already waiting. */
+  onLimit(peer: string, limit: number): void;
+}
+
+export interface LinkServerOptions {
+  secret: Buffer | null;
+  handshakeTimeoutMs: number;
+  /**
+   * Connections not yet authenticated held at once: those in their TLS handshake plus
+   * `pendingAfterHandshake()` (the endpoint's links that have not said HELLO). More are refused.
+   */
+  maxUnauthenticated: number;
+  pendingAfterHandshake: () => number;
+}
+
+/** First byte of every TLS connection: a handshake record. */
+const TLS_HANDSHAKE_RECORD = 0x16;
+
+/**
+ * The server side of dialLink. With a secret, each connection must open with a TLS handshake that
+ * completes within `handshakeTimeoutMs`; a peer that speaks the plain protocol instead is told why
+ * it is refused, in a plain GOAWAY, so that its user sees the reason rather than a bare reset.
+ * Without a secret, a peer that opens with TLS is told nothing (it could not read it) but logged.
+ */
+export function createLinkServer(options: LinkServerOptions, handlers: LinkServerHandlers): Server {
+  const peerOf = (socket: Socket): string =>
+    socket.remoteAddress?.includes(':') === true ? `[${socket.remoteAddress}]:${socket.remotePort}` : `${socket.remoteAddress}:${socket.remotePort}`;
+  const psk = options.secret === null ? null : derivePsk(options.secret);
+  const secureContext = createSecureContext({ ciphers: LINK_CIPHERS, minVersion: TLS_VERSION, maxVersion: TLS_VERSION });
+  /** TCP connections whose first bytes or TLS handshake are still awaited. */
+  const handshaking = new Set<Socket>();
+  return netCreateServer({ noDelay: true, highWaterMark: LINK_SOCKET_HIGH_WATER_BYTES }, (socket) => {
+    const peer = peerOf(socket);
+    if (handshaking.size + options.pendingAfterHandshake() >= options.maxUnauthenticated) {
+      handlers.onLimit(peer, options.maxUnauthenticated);
+      socket.destroy();
+      return;
+    }
+    if (!handlers.onConnection(socket, peer)) {
+      socket.destroy();
+      return;
+    }
+    handshaking.add(socket);
+    const refuse = (reason: string, goAway: Buffer | null): void => {
+      handlers.onAuthFailure(peer, reason);
+      if (goAway === null) {
+        socket.destroy();
+        return;
+      }
+      // End gracefully so that the GOAWAY is read, but never hold the socket past a moment.
+      socket.end(goAway);
+      socket.resume();
+      setTimeout(() => socket.destroy(), Math.min(1000, options.handshakeTimeoutMs)).unref();
+    };
+    const timer = setTimeout(() => {
+      if (psk !== null) {
+        refuse(`no TLS handshake within ${options.handshakeTimeoutMs} ms`, null);
+        return;
+      }
+      // Without a secret, silence proves nothing about identity: not an authentication failure.
+      handlers.onSilent(peer, `nothing received within ${options.handshakeTimeoutMs} ms`);
+      socket.destroy();
+    }, options.handshakeTimeoutMs);
+    socket.on('error', () => {}); // reported through the TLS socket, the link or the timer
+    socket.once('close', () => {
+      clearTimeout(timer);
+      handshaking.delete(socket);
+    });
+    const handOver = (linkSocket: Duplex): void => {
+      clearTimeout(timer);
+      handshaking.delete(socket);
+      handlers.onLink(linkSocket, peer, socket);
+    };
+    socket.once('readable', () => {
+      const first = socket.read(1) as Buffer | null;
+      if (first === null) return;
+      socket.unshift(first);
+      const speaksTls = first[0] === TLS_HANDSHAKE_RECORD;
+      if (psk === null) {
+        if (speaksTls) refuse('spoke TLS: this sproxy has no shared secret (give it the same --secret-file as cproxy)', null);
+        else {
+          adoptDirectReads(socket);
+          handOver(socket);
+        }
+        return;
+      }
+      if (!speaksTls) {
+        clearTimeout(timer);
+        refuse(
+          'spoke the plain protocol; this sproxy requires TLS with the shared secret',
+          plainGoAway(GoAwayCode.Authentication, 'sproxy requires TLS with a shared secret: give cproxy the same --secret-file'),
+        );
+        return;
+      }
+      // How far the handshake got: the client's PSK identity comes with its key exchange.
+      let offeredIdentity: string | null = null;
+      let keyInUse = false;
+      // Node takes pskCallback here as in tls.createServer; @types/node does not list it.
+      const tlsOptions: WithHighWaterMark<TLSSocketOptions> & {
+        pskCallback: (socket: TLSSocket, identity: string) => Buffer | null;
+      } = {
+        isServer: true,
+        secureContext,
+        highWaterMark: LINK_SOCKET_HIGH_WATER_BYTES,
+        pskCallback: (_socket, identity) => {
+          offeredIdentity = identity;
+          keyInUse = identity === PSK_IDENTITY;
+          return keyInUse ? psk : null;
+        },
+      };
+      const tlsSocket = new TLSSocket(socket, tlsOptions);
+      let authenticated = false;
+      tlsSocket.once('secure', () => {
+        authenticated = true;
+        handOver(tlsSocket);
+      });
+      tlsSocket.on('error', (error) => {
+        if (authenticated) return; // the link reports its own errors
+        clearTimeout(timer);
+        refuse(describeHandshakeFailure(keyInUse, offeredIdentity, error), null);
+      });
+    });
+  });
+}
+
+/**
+ * Why a client's TLS handshake failed, from how far it got (see tlsAuthenticationFailure):
+ * with our identity and key in use, a TLS error means the client's key differs from ours.
+ */
+function describeHandshakeFailure(keyInUse: boolean, identity: string | null, error: Error): string {
+  if (!isTlsProtocolError(error)) return `the connection failed during the TLS handshake: ${describeError(error)}`;
+  if (keyInUse) {
+    return `the client's key does not match this sproxy's secret (is the same shared secret given to both?) [TLS: ${tlsReason(error)}]`;
+  }
+  if (identity !== null) {
+    return `the client offered the PSK identity ${JSON.stringify(identity.slice(0, 64))}, not ${JSON.stringify(PSK_IDENTITY)} (another program or version?) [TLS: ${tlsReason(error)}]`;
+  }
+  return `TLS handshake failed before the key exchange (not an eternal-tcp cproxy?) [TLS: ${tlsReason(error)}]`;
+}
+
+function plainGoAway(code: GoAwayCode, reason: string): Buffer {
+  const payload = encodeReason(reason);
+  return Buffer.concat([
+    encodeHeader({ type: PacketType.GoAway, sessionId: LINK_SESSION_ID, seq: 0, ack: code, length: payload.length }),
+    payload,
+  ]);
+}
