@@ -1,13 +1,15 @@
 import { hideBin } from 'yargs/helpers';
-import { exitOnSignals, logRuntime, runCli } from '../common/ops/cli-options.js';
+import { exitOnSignals, runCli } from '../common/ops/cli-options.js';
+import { logRuntime, tuneGarbageCollector } from '../common/ops/runtime.js';
 import { createProcessLogger } from '../common/ops/log-setup.js';
 import { parseCproxyArgs } from './cli.js';
 import { startCproxy } from './cproxy.js';
 
 runCli('cproxy', async () => {
+  const gcTuned = tuneGarbageCollector();
   const options = parseCproxyArgs(hideBin(process.argv));
   const logger = createProcessLogger('cproxy', options.logLevel, options.logFormat);
-  logRuntime(logger);
+  logRuntime(logger, gcTuned);
   const running = await startCproxy(options, logger);
   exitOnSignals(() => running.close());
 });

@@ -5,8 +5,6 @@ import type { Argv } from 'yargs';
 import { DEFAULT_ENGINE_CONFIG } from '../engine/config.js';
 import { ConfigError } from '../support/errors.js';
 import { MAX_PAYLOAD_BYTES } from '../protocol/constants.js';
-import { acceptedSocketReadPath } from '../transport/direct-reads.js';
-import type { Logger } from '../support/logger.js';
 import { validateSecret } from '../transport/tls-psk.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log-setup.js';
 
@@ -137,18 +135,6 @@ export function packageVersion(): string {
     if (parent === dir) return 'unknown';
     dir = parent;
   }
-}
-
-/**
- * One line at startup with what a bug report needs about the runtime: the versions, and whether
- * accepted sockets got the fast read path (direct-reads.ts). Falling back is slower, never wrong:
- * info, not a warning.
- */
-export function logRuntime(logger: Logger): void {
-  const acceptedReads = acceptedSocketReadPath();
-  const fields = { version: packageVersion(), node: process.version, openssl: process.versions.openssl, acceptedReads };
-  if (acceptedReads === 'direct') logger.debug(fields, 'runtime');
-  else logger.info(fields, 'runtime: accepted sockets read through the stream layer on this Node major (not verified for direct reads): slower');
 }
 
 /** Thrown by the yargs failure handler so that bad input ends in one line, not a usage dump. */
