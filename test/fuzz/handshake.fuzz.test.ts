@@ -548,7 +548,7 @@ describe('server handshake: regressions', () => {
 
 describe('server sessions: regressions', () => {
   // BUG (found by this fuzzing, fixed: the target is decoded before the session exists), as an uncaught SessionLostError after about 70 000 connections with
-  // FUZZ_RUNS=2000000): Multiplexer.#onOpen (common/multiplexer.ts) creates and registers the
+  // FUZZ_RUNS=2000000): Multiplexer.#onOpen (common/engine/multiplexer.ts) creates and registers the
   // session, and only then calls decodeOpenTarget(payload) as an argument of emit('session').
   // An OPEN whose target is longer than MAX_OPEN_TARGET_BYTES (261) makes decodeOpenTarget throw
   // ProtocolError: the link goes down as it should, but the session stays in the client's
