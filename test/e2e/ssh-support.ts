@@ -1,7 +1,7 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { sshdConfig } from '../../bench/sshd-config.js';
+import { sshdConfig } from '../../bench/peers/sshd-config.js';
 import { LINK_PORT, type ProxyPair } from './pair.js';
 import type { TwoHosts } from './topology.js';
 

@@ -4,7 +4,7 @@
  *   's'  sink: read and discard
  *   'g'  generate: send 256 KiB chunks as fast as the peer takes them, until it closes
  *
- *   node dist-bench/target.js PORT
+ *   node dist-bench/peers/target.js PORT
  */
 import { createServer, type Socket } from 'node:net';
 

@@ -3,7 +3,7 @@
  * measurement): downloads from or uploads to the target service for a while, then prints
  * {"bytes":N,"seconds":S} on stdout.
  *
- *   node dist-bench/bulk.js PORT download|upload SECONDS [MBIT_PER_S]
+ *   node dist-bench/peers/bulk.js PORT download|upload SECONDS [MBIT_PER_S]
  *
  * With MBIT_PER_S, an upload is paced to that rate (64 KiB every few milliseconds) and a download
  * is read at that rate (the socket is paused in between), like a transfer limited by the network
