@@ -2,7 +2,8 @@
  * The layering of the code, checked by dependency-cruiser in `npm test` (`npm run check:layers`).
  * docs/ARCHITECTURE.md draws the same picture. Inside common/, each folder may import only from
  * the folders below it in LAYERS (and from itself); the programs (cproxy, sproxy, demo) sit on top
- * and never import one another; nothing imports a test or the benchmark.
+ * and never import one another; nothing imports a test or the benchmark; netlab/ (the test hosts
+ * and the emulated WAN) stands apart from the product, which never uses it.
  */
 const LAYERS = ['support', 'protocol', 'transport', 'engine', 'endpoints', 'forwarding', 'ops'];
 
@@ -34,7 +35,7 @@ module.exports = {
       comment: 'common/ is the package: it knows nothing of the programs built on it.',
       severity: 'error',
       from: { path: '^common/' },
-      to: { path: '^(cproxy|sproxy|demo|bench|test)/' },
+      to: { path: '^(cproxy|sproxy|demo|netlab|bench|test)/' },
     },
     {
       name: 'no-entry-point-inside',
@@ -48,13 +49,20 @@ module.exports = {
       comment: 'cproxy and sproxy share only what common/ gives them.',
       severity: 'error',
       from: { path: '^(cproxy|sproxy)/' },
-      to: { path: '^(cproxy|sproxy|demo)/', pathNot: '^$1/' },
+      to: { path: '^(cproxy|sproxy|demo|netlab)/', pathNot: '^$1/' },
+    },
+    {
+      name: 'netlab-stands-apart',
+      comment: 'netlab/ builds networks to run the product on; it does not depend on the product.',
+      severity: 'error',
+      from: { path: '^netlab/' },
+      to: { path: '^(common|cproxy|sproxy|demo|bench|test)/' },
     },
     {
       name: 'no-tests-in-code',
       comment: 'Shipped code never imports a test helper or the benchmark.',
       severity: 'error',
-      from: { path: '^(common|cproxy|sproxy|demo)/' },
+      from: { path: '^(common|cproxy|sproxy|demo|netlab)/' },
       to: { path: '^(test|bench)/' },
     },
     {

@@ -6,7 +6,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { failWithUsageError, parsePositiveInteger, runCli, UsageError } from '../common/ops/cli-options.js';
 import { createTemporarySecret } from './temporary-secret.js';
-import { TwoHostNetwork } from './two-hosts.js';
+import { TwoHostNetwork } from '../netlab/two-hosts.js';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const LINE_SERVICE_PORT = 2323;

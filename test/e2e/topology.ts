@@ -1,9 +1,9 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { TwoHostNetwork } from '../../demo/two-hosts.js';
+import { TwoHostNetwork } from '../../netlab/two-hosts.js';
 
 /**
- * The two test hosts of demo/two-hosts.ts (server 10.77.0.1, client 10.77.0.2), plus what the
+ * The two test hosts of netlab/two-hosts.ts (server 10.77.0.1, client 10.77.0.2), plus what the
  * tests need: running commands on them, faults on the link, and teardown of what they started.
  */
 export class TwoHosts extends TwoHostNetwork {

@@ -3,7 +3,8 @@ import { execFileSync } from 'node:child_process';
 /**
  * Two hosts on one machine: network namespaces joined by a veth pair, the server host at
  * 10.77.0.1 and the client host at 10.77.0.2 (changeable: that is roaming). Needs root and
- * iproute2. Used by `npm run demo:roam` and by the end-to-end tests.
+ * iproute2. Used by `npm run demo:roam` and by the end-to-end tests; wan-hosts.ts joins the same
+ * two hosts by an emulated wide-area path instead.
  */
 export class TwoHostNetwork {
   static readonly SERVER_ADDRESS = '10.77.0.1';
@@ -30,10 +31,20 @@ export class TwoHostNetwork {
 
   /** Builds the hosts, removing leftovers of an earlier run with the same names first. */
   create(): void {
+    this.createNamespaces();
+    ip('link', 'add', this.serverDevice, 'netns', this.server, 'type', 'veth', 'peer', 'name', this.clientDevice, 'netns', this.client);
+    this.configureDevices();
+  }
+
+  /** The two namespaces, empty but for their loopback (leftovers of an earlier run removed first). */
+  protected createNamespaces(): void {
     this.destroyNamespaces();
     ip('netns', 'add', this.server);
     ip('netns', 'add', this.client);
-    ip('link', 'add', this.serverDevice, 'netns', this.server, 'type', 'veth', 'peer', 'name', this.clientDevice, 'netns', this.client);
+  }
+
+  /** Addresses on the hosts' devices (already in their namespaces), and everything up. */
+  protected configureDevices(): void {
     ip('-n', this.server, 'addr', 'add', `${TwoHostNetwork.SERVER_ADDRESS}/${TwoHostNetwork.PREFIX_LENGTH}`, 'dev', this.serverDevice);
     ip('-n', this.client, 'addr', 'add', `${this.#clientAddress}/${TwoHostNetwork.PREFIX_LENGTH}`, 'dev', this.clientDevice);
     for (const [ns, device] of [
@@ -75,6 +86,6 @@ export class TwoHostNetwork {
   }
 }
 
-function ip(...args: string[]): void {
+export function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
