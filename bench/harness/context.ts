@@ -9,10 +9,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Processes } from './processes.js';
 
-/** dist-bench/, where the built bench runs from. */
+/** dist-bench/bench/, where the built bench runs from (netlab/ is built beside it). */
 export const BENCH_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The repository: bin/cproxy.js and bin/sproxy.js are started from here. */
-export const ROOT = resolve(BENCH_DIR, '..');
+export const ROOT = resolve(BENCH_DIR, '..', '..');
 export const RESULTS_DIR = join(ROOT, 'bench-results');
 export const LOG_DIR = join(RESULTS_DIR, 'logs');
 export const PROFILE_DIR = join(RESULTS_DIR, 'profiles');
@@ -20,7 +20,7 @@ export const PROFILE_DIR = join(RESULTS_DIR, 'profiles');
 export const NODE = process.execPath;
 
 /** A helper program of the bench (bench/peers/NAME.ts, built). */
-export const peerScript = (name: 'target' | 'plain-relay' | 'bulk'): string => join(BENCH_DIR, 'peers', `${name}.js`);
+export const peerScript = (name: 'target' | 'plain-relay' | 'bulk' | 'keys'): string => join(BENCH_DIR, 'peers', `${name}.js`);
 
 export const procs = new Processes(LOG_DIR);
 export const tempDir = mkdtempSync(join(tmpdir(), 'etcp-bench-'));

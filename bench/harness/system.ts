@@ -43,14 +43,30 @@ export function run(command: string, args: string[], timeoutMs = 10_000): string
   return execFileSync(command, args, { timeout: timeoutMs, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-/** True when something listens on HOST:port (asked of the kernel: no connection is made). */
-export function isListening(port: number): boolean {
-  return run('ss', ['-Hltn', `sport = :${port}`]).trim() !== '';
+/**
+ * Where a process runs: this machine's own network namespace (every loopback section), or a host
+ * of the emulated WAN (netlab/wan-hosts.ts), reached by others at `address`.
+ */
+export interface BenchHost {
+  readonly ns: string | null;
+  readonly address: string;
 }
 
-/** Established TCP connections with `port` at either end. */
-export function establishedOn(port: number): number {
-  const out = run('ss', ['-Htn', 'state', 'established', `( sport = :${port} or dport = :${port} )`]).trim();
+export const LOCAL: BenchHost = { ns: null, address: HOST };
+
+/** The command line that runs `command` on `host`: `ip netns exec` execs it (same pid, same signals). */
+export function onHost(host: BenchHost, command: string, args: string[]): [string, string[]] {
+  return host.ns === null ? [command, args] : ['ip', ['netns', 'exec', host.ns, command, ...args]];
+}
+
+/** True when something listens on port `port` of `host` (asked of the kernel: no connection is made). */
+export function isListening(port: number, host: BenchHost = LOCAL): boolean {
+  return run(...onHost(host, 'ss', ['-Hltn', `sport = :${port}`])).trim() !== '';
+}
+
+/** Established TCP connections on `host` with `port` at either end. */
+export function establishedOn(port: number, host: BenchHost = LOCAL): number {
+  const out = run(...onHost(host, 'ss', ['-Htn', 'state', 'established', `( sport = :${port} or dport = :${port} )`])).trim();
   return out === '' ? 0 : out.split('\n').length;
 }
 

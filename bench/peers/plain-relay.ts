@@ -4,7 +4,7 @@
  * included, Nagle off on both sockets (as cproxy and sproxy do). Two of these in a row are the
  * "plain two-hop Node relay" the tunnel is compared with.
  *
- *   node dist-bench/peers/plain-relay.js LISTEN_PORT TARGET_HOST:TARGET_PORT
+ *   node dist-bench/bench/peers/plain-relay.js LISTEN_PORT TARGET_HOST:TARGET_PORT
  */
 import { connect, createServer, type Socket } from 'node:net';
 

@@ -3,7 +3,7 @@
  * path's own processes spent per GB carried (CPU time and read/write system calls, from /proc).
  */
 import { procs } from '../harness/context.js';
-import { HOST, sleep, sumCounters, type ProcCounters } from '../harness/system.js';
+import { HOST, LOCAL, onHost, sleep, sumCounters, type BenchHost, type ProcCounters } from '../harness/system.js';
 
 export const IPERF_SECONDS = 5;
 
@@ -37,11 +37,19 @@ export async function iperfMeasured(port: number, reverse: boolean, label: strin
   return result;
 }
 
-export async function iperf(port: number, reverse: boolean, label: string): Promise<IperfResult> {
-  const args = ['-c', HOST, '-p', String(port), '-t', String(IPERF_SECONDS), '-J', '--connect-timeout', '5000'];
+/** Where the iperf3 client runs and what it connects to, and for how long (default: LOCAL, HOST, IPERF_SECONDS). */
+export interface IperfPlace {
+  from?: BenchHost;
+  address?: string;
+  seconds?: number;
+}
+
+export async function iperf(port: number, reverse: boolean, label: string, place: IperfPlace = {}): Promise<IperfResult> {
+  const seconds = place.seconds ?? IPERF_SECONDS;
+  const args = ['-c', place.address ?? HOST, '-p', String(port), '-t', String(seconds), '-J', '--connect-timeout', '5000'];
   if (reverse) args.push('-R');
-  const child = procs.spawn(`iperf3-${label}${reverse ? '-R' : ''}`, 'iperf3', args);
-  const exited = await Promise.race([child.exited.then(() => true), sleep((IPERF_SECONDS + 15) * 1000).then(() => false)]);
+  const child = procs.spawn(`iperf3-${label}${reverse ? '-R' : ''}`, ...onHost(place.from ?? LOCAL, 'iperf3', args));
+  const exited = await Promise.race([child.exited.then(() => true), sleep((seconds + 15) * 1000).then(() => false)]);
   if (!exited) {
     await procs.stop(child, 500, 'SIGKILL');
     return { bitsPerSecond: Number.NaN, retransmits: null, error: 'iperf3 timed out' };

@@ -9,5 +9,6 @@ import { profile } from './profile.js';
 import { resume } from './resume.js';
 import { scale } from './scale.js';
 import { throughput } from './throughput.js';
+import { wan } from './wan.js';
 
-export const SECTIONS: readonly BenchSection[] = [throughput, latency, interactive, resume, scale, profile];
+export const SECTIONS: readonly BenchSection[] = [throughput, latency, interactive, resume, scale, wan, profile];

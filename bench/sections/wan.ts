@@ -1,0 +1,171 @@
+/**
+ * WAN: the tunnel, with a secret, on an emulated wide-area path (netlab/wan-hosts.ts: two
+ * namespaces joined by a user-space forwarder with delay, a bottleneck queue and loss), against
+ * direct TCP and ssh -L on the same path in the same run.
+ *   - keys beside bulk: a key every 50 ms while a bulk upload fills the bottleneck's queue; direct
+ *     is two separate TCP connections, the tunnel two sessions on one link. 20 Mbit/s with 25 ms
+ *     one way and 100 Mbit/s with 50 ms, both with a 200 ms queue (a deep buffer).
+ *   - a long fat path: one iperf3 stream, 150 Mbit/s, 100 ms one way, each way.
+ *   - loss: 1% at random, 50 Mbit/s, 25 ms one way, each way.
+ * Targets (issue 16): key p99 <= 1.2x direct and bulk >= 0.9x direct; one stream >= 0.9x direct
+ * and >= 1.0x ssh -L; under loss >= 0.9x direct.
+ */
+import { WanHosts, type PathSettings } from '../../netlab/wan-hosts.js';
+import { NODE, peerScript, procs } from '../harness/context.js';
+import { ms, ratio, table } from '../harness/format.js';
+import { progress, results, say } from '../harness/report.js';
+import type { BenchSection } from '../harness/section.js';
+import { summarize, type Percentiles } from '../harness/stats.js';
+import { HOST, freePort, isListening, onHost, sleep, waitFor, type BenchHost } from '../harness/system.js';
+import { addTarget } from '../harness/targets.js';
+import { startSsh, startTunnel, stopPath, type Path } from '../paths.js';
+import { iperf } from '../probes/iperf.js';
+
+const KEY_INTERVAL_MS = 50;
+const BULK_SECONDS = 12;
+/** Keys start once the bulk has filled the queue, and stop before it ends. */
+const KEYS_AFTER_MS = 3000;
+const KEYS_SECONDS = 8;
+const IPERF_WAN_SECONDS = 10;
+
+const TARGETS = { keyP99Ratio: 1.2, bulkRatio: 0.9, streamRatio: 0.9, streamVsSsh: 1.0, lossyRatio: 0.9 };
+
+const KEYS_PATHS: { label: string; settings: PathSettings }[] = [
+  { label: '20 Mbit/s, 25 ms', settings: { rateMbit: 20, delayMs: 25, queueMs: 200, loss: 0, blackhole: false } },
+  { label: '100 Mbit/s, 50 ms', settings: { rateMbit: 100, delayMs: 50, queueMs: 200, loss: 0, blackhole: false } },
+];
+const LONG_FAT: PathSettings = { rateMbit: 150, delayMs: 100, queueMs: 100, loss: 0, blackhole: false };
+const LOSSY: PathSettings = { rateMbit: 50, delayMs: 25, queueMs: 100, loss: 0.01, blackhole: false };
+
+export const wan: BenchSection = { name: 'wan', run: () => measureWan() };
+
+interface WanPlace {
+  hosts: WanHosts;
+  client: BenchHost;
+  server: BenchHost;
+  targetPort: number;
+  iperfPort: number;
+}
+
+async function measureWan(): Promise<void> {
+  const hosts = new WanHosts(`b${process.pid % 10_000}`);
+  await hosts.open({ seed: 1 });
+  const client: BenchHost = { ns: hosts.client, address: WanHosts.CLIENT_ADDRESS };
+  const server: BenchHost = { ns: hosts.server, address: WanHosts.SERVER_ADDRESS };
+  try {
+    const targetPort = await freePort();
+    const iperfPort = await freePort();
+    procs.spawn('wan-target', ...onHost(server, NODE, [peerScript('target'), String(targetPort), '0.0.0.0']));
+    procs.spawn('wan-iperf3-server', ...onHost(server, 'iperf3', ['-s', '-p', String(iperfPort)]));
+    await waitFor(() => isListening(targetPort, server) && isListening(iperfPort, server), 10_000, 'wan: target and iperf3 listening');
+    const place: WanPlace = { hosts, client, server, targetPort, iperfPort };
+    const out: Record<string, unknown> = {};
+    out['keysBesideBulk'] = await keysBesideBulk(place);
+    out['longFatPath'] = await streams(place, 'long fat path, 150 Mbit/s, 100 ms', LONG_FAT, true);
+    out['lossy'] = await streams(place, '1% loss, 50 Mbit/s, 25 ms', LOSSY, false);
+    results['wan'] = out;
+  } finally {
+    await hosts.close(); // kills what still runs on the two hosts
+  }
+}
+
+/** A bulk upload and, once it has filled the queue, keys; both through `address` from the client host. */
+async function keysAndBulk(place: WanPlace, name: string, address: string): Promise<{ keys: Percentiles; lost: number; bulkMbit: number }> {
+  const bulk = procs.spawn(`${name}-bulk`, ...onHost(place.client, NODE, [peerScript('bulk'), address, 'upload', String(BULK_SECONDS)]));
+  await sleep(KEYS_AFTER_MS);
+  const keys = procs.spawn(`${name}-keys`, ...onHost(place.client, NODE, [peerScript('keys'), address, String(KEY_INTERVAL_MS), String(KEYS_SECONDS)]));
+  const keyResult = await lastJsonLine<{ samples: number[]; lost: number }>(keys.exited.then(() => keys.stdout()), (KEYS_SECONDS + 15) * 1000);
+  const bulkResult = await lastJsonLine<{ bytes: number; seconds: number }>(bulk.exited.then(() => bulk.stdout()), (BULK_SECONDS + 60) * 1000);
+  return {
+    keys: summarize(keyResult?.samples ?? []),
+    lost: keyResult?.lost ?? Number.NaN,
+    bulkMbit: bulkResult === null || !(bulkResult.seconds > 0) ? Number.NaN : (bulkResult.bytes * 8) / bulkResult.seconds / 1e6,
+  };
+}
+
+async function keysBesideBulk(place: WanPlace): Promise<Record<string, unknown>> {
+  const rows: string[][] = [];
+  const data: Record<string, unknown> = {};
+  for (const { label, settings } of KEYS_PATHS) {
+    await place.hosts.set(settings);
+    const direct = `${place.server.address}:${place.targetPort}`;
+    progress(`wan: keys beside a bulk upload, ${label}: direct`);
+    const directResult = await keysAndBulk(place, 'wan-keys-direct', direct);
+    await sleep(1000); // the queue drains
+    progress(`wan: keys beside a bulk upload, ${label}: tunnel`);
+    const path = await startTunnel('wan-keys', place.targetPort, { tls: true, client: place.client, server: place.server });
+    let tunnelResult: Awaited<ReturnType<typeof keysAndBulk>>;
+    try {
+      tunnelResult = await keysAndBulk(place, 'wan-keys-tunnel', `${HOST}:${path.port}`);
+    } finally {
+      await stopPath(path);
+    }
+    await sleep(1000);
+    const p99Ratio = tunnelResult.keys.p99 / directResult.keys.p99;
+    const bulkRatio = tunnelResult.bulkMbit / directResult.bulkMbit;
+    data[label] = { settings, direct: directResult, tunnel: tunnelResult, ratio: { keyP99: p99Ratio, bulk: bulkRatio } };
+    for (const [who, r] of [['direct TCP (separate connections)', directResult], ['tunnel (one link, secret)', tunnelResult]] as const) {
+      rows.push([`${label}: ${who}`, ms(r.keys.p50, 1), ms(r.keys.p99, 1), ms(r.keys.max, 1), `${r.keys.count}`, `${r.lost}`, r.bulkMbit.toFixed(1)]);
+    }
+    addTarget(`WAN ${label}: key p99 beside bulk upload, tunnel / direct`, p99Ratio,
+      `${ratio(p99Ratio)} (${ms(tunnelResult.keys.p99, 0)} vs ${ms(directResult.keys.p99, 0)} ms)`, `<= ${TARGETS.keyP99Ratio}x`, p99Ratio <= TARGETS.keyP99Ratio);
+    addTarget(`WAN ${label}: bulk upload beside keys, tunnel / direct`, bulkRatio,
+      `${ratio(bulkRatio)} (${tunnelResult.bulkMbit.toFixed(1)} vs ${directResult.bulkMbit.toFixed(1)} Mbit/s)`, `>= ${TARGETS.bulkRatio}x`, bulkRatio >= TARGETS.bulkRatio);
+  }
+  say(`\n== WAN: a key every ${KEY_INTERVAL_MS} ms beside a bulk upload, 200 ms bottleneck queue (ms) ==`);
+  say(table(rows, ['path: how', 'key p50', 'p99', 'max', 'keys', 'lost', 'bulk Mbit/s']));
+  return data;
+}
+
+/** One iperf3 stream each way: direct, through the tunnel, and (`withSsh`) through ssh -L. */
+async function streams(place: WanPlace, label: string, settings: PathSettings, withSsh: boolean): Promise<Record<string, unknown>> {
+  await place.hosts.set(settings);
+  const starters: { key: string; label: string; start: () => Promise<Path | null> }[] = [
+    { key: 'direct', label: 'direct TCP', start: async () => null },
+    { key: 'tunnel', label: 'tunnel (secret)', start: () => startTunnel('wan-stream', place.iperfPort, { tls: true, client: place.client, server: place.server }) },
+    ...(withSsh ? [{ key: 'ssh', label: 'ssh -L', start: () => startSsh('wan-ssh', place.iperfPort, place.client, place.server) }] : []),
+  ];
+  const rates: Record<string, { up: number; down: number }> = {};
+  for (const starter of starters) {
+    progress(`wan: ${label}: ${starter.label}`);
+    const path = await starter.start();
+    try {
+      const where = path === null ? { address: place.server.address, port: place.iperfPort } : { address: HOST, port: path.port };
+      const run = (reverse: boolean): Promise<number> =>
+        iperf(where.port, reverse, `wan-${starter.key}`, { from: place.client, address: where.address, seconds: IPERF_WAN_SECONDS }).then((r) => r.bitsPerSecond / 1e6);
+      rates[starter.key] = { up: await run(false), down: await run(true) };
+    } finally {
+      if (path !== null) await stopPath(path);
+    }
+  }
+  const direct = rates['direct'] ?? { up: Number.NaN, down: Number.NaN };
+  const tunnel = rates['tunnel'] ?? { up: Number.NaN, down: Number.NaN };
+  const rows = starters.map(({ key, label: how }) => {
+    const r = rates[key] ?? { up: Number.NaN, down: Number.NaN };
+    return [how, r.up.toFixed(1), r.down.toFixed(1), ratio(r.up / direct.up), ratio(r.down / direct.down)];
+  });
+  say(`\n== WAN: one stream (iperf3 -t ${IPERF_WAN_SECONDS}), ${label} (Mbit/s) ==`);
+  say(table(rows, ['path', 'upload', 'download', 'up vs direct', 'down vs direct']));
+  const goal = withSsh ? TARGETS.streamRatio : TARGETS.lossyRatio;
+  for (const direction of ['up', 'down'] as const) {
+    const value = tunnel[direction] / direct[direction];
+    addTarget(`WAN ${label}: tunnel / direct, ${direction}load`, value, ratio(value), `>= ${goal}x`, value >= goal);
+    if (withSsh) {
+      const ssh = rates['ssh']?.[direction] ?? Number.NaN;
+      const vsSsh = tunnel[direction] / ssh;
+      addTarget(`WAN ${label}: tunnel / ssh -L, ${direction}load`, vsSsh, ratio(vsSsh), `>= ${TARGETS.streamVsSsh}x`, vsSsh >= TARGETS.streamVsSsh);
+    }
+  }
+  return { settings, mbitPerSecond: rates };
+}
+
+/** The last line of a child's stdout, parsed, once it has exited (null when it did not in time, or printed none). */
+async function lastJsonLine<T>(output: Promise<string>, timeoutMs: number): Promise<T | null> {
+  const text = await Promise.race([output, sleep(timeoutMs).then(() => null)]);
+  if (text === null) return null;
+  try {
+    return JSON.parse(text.trim().split('\n').pop() ?? '') as T;
+  } catch {
+    return null;
+  }
+}
