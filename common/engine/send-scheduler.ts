@@ -165,11 +165,14 @@ export class SendScheduler {
 
   /** The peer's ack frees room in flight: a session held back by the shared-link limit may go on. */
   acknowledged(slot: Slot, ack: number): void {
+    const inFlightBefore = slot.session.inFlightBytes;
     slot.session.acknowledge(ack);
+    const now = this.#clock.now();
     if (slot.probeSentAt >= 0 && seqBefore(slot.probeSeq, ack)) {
-      this.#sharedLink.noteRoundTrip(this.#clock.now() - slot.probeSentAt);
+      this.#sharedLink.noteRoundTrip(now - slot.probeSentAt);
       slot.probeSentAt = -1;
     }
+    this.#sharedLink.noteDelivered(inFlightBefore - slot.session.inFlightBytes, now);
     // Unsent packets mean the session is not finished (finishing clears its queue): still ours.
     if (!slot.ready && slot.session.hasUnsent) {
       this.markReady(slot);

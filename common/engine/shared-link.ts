@@ -1,28 +1,46 @@
+import { DeliveryRate } from './delivery-rate.js';
+
 /**
  * How much one session may have in flight on a link that several sessions are using at once.
  *
  * The link is one TCP connection: a packet written to it waits behind every byte already in the
- * kernel's buffers, whichever session they belong to. A bulk session with a 2 MiB window keeps
- * up to that much queued there (about 1 MB measured on loopback), and a keystroke on another
- * session waits for all of it (5 ms at the median on loopback with two busy cores). While another session is sending, a
- * session is therefore held to a smaller budget; the rest of its backlog waits in its own queue,
- * where the multiplexer's round robin can put the other session's packets first.
+ * kernel's buffers and in the path's queues, whichever session they belong to. A bulk session
+ * with a 2 MiB window keeps up to that much queued there, and a keystroke on another session
+ * waits for all of it: 5 ms at the median on loopback with two busy cores, and 750 ms on a
+ * 20 Mbit/s path with a 50 ms round trip (`npm run bench`, WAN section), where a window is 0.8 s
+ * of sending. While another session is sending, a session is therefore held to a budget; the
+ * rest of its backlog waits in its own queue, where the multiplexer's round robin puts the other
+ * session's packets first.
  *
- * The budget scales with the path's fastest round trip seen on this link, so that it only bites
- * where the path is fast enough to deliver it quickly: budget = max(floor, minRtt × REFERENCE_RATE).
- * On loopback (round trips of a fraction of a millisecond) it is the floor; on a path with a
- * 10 ms round trip it is 10 MB, more than any window, and a bulk transfer is never slowed there.
- * The other side of that choice: on a slow path (100 Mbit/s, 50 ms) a keystroke can still wait
- * behind up to a window of bulk; a budget from the measured delivery rate would close that.
+ * The budget is the path's bandwidth-delay product, from what the link measured: its fastest
+ * round trip and its best delivery rate of the last seconds, times BDP_GAIN, and never below the
+ * floor. Held to one BDP and a quarter, a bulk session still fills the path (the pipe holds one
+ * BDP), while what waits in the queues ahead of a keystroke is a quarter of a round trip of
+ * sending. On loopback (round trips of a fraction of a millisecond) it is the floor. Before both
+ * are measured (the first ack of a new path), the floor too. A session alone on the link is held
+ * too, more loosely (20 ms of sending more, and two products while it starts up): without it, a
+ * bulk transfer that ran alone leaves a window in the queues, and the first keystrokes after it
+ * wait for all of that (0.5 s at 20 Mbit/s in the bench).
  *
- * Pure bookkeeping: the multiplexer tells it who sent when, and each measured round trip.
+ * Pure bookkeeping: the multiplexer tells it who sent when, what was acknowledged, and each
+ * measured round trip.
  */
 
+/** The budget in bandwidth-delay products: enough to fill the path, little more to queue. */
+export const SHARED_LINK_BDP_GAIN = 1.25;
 /**
- * Bytes per millisecond the budget allows for each millisecond of round trip: about 8 Gbit/s. A
- * session held to the budget can still move this much, so only faster paths are slowed.
+ * A session alone on the link: round trips of its rate in flight, plus ALONE_QUEUE_MS of it.
+ * While the path is not full (DeliveryRate.full), twice the product, so that the rate may double
+ * each round trip (a transfer starting up); then the shared gain, so that a keystroke arriving
+ * finds little queued. The fixed part keeps a fast path from being held by its tiny round trip
+ * (on loopback it is 20 MB, more than any window: there a lone session is never held).
  */
-export const SHARED_LINK_REFERENCE_BYTES_PER_MS = 1_000_000;
+const ALONE_STARTUP_ROUND_TRIPS = 2;
+const ALONE_QUEUE_MS = 20;
+/** A delivery rate sample spans at least this long (or one round trip, if longer). */
+const RATE_SAMPLE_MIN_MS = 10;
+/** How long the best delivery rate is remembered: ten round trips of a long intercontinental path. */
+const RATE_WINDOW_MS = 2000;
 
 export interface SharedLinkOptions {
   /** The smallest budget; 0 turns the limit off. */
@@ -39,6 +57,7 @@ export class SharedLinkBudget {
   #lastSentAt = Number.NEGATIVE_INFINITY;
   #sharedUntil = Number.NEGATIVE_INFINITY;
   #minRttMs = Number.POSITIVE_INFINITY;
+  readonly #rate = new DeliveryRate({ minIntervalMs: RATE_SAMPLE_MIN_MS, windowMs: RATE_WINDOW_MS });
 
   constructor(options: SharedLinkOptions) {
     this.#floorBytes = options.floorBytes;
@@ -59,6 +78,16 @@ export class SharedLinkBudget {
     if (rttMs >= 0 && rttMs < this.#minRttMs) this.#minRttMs = rttMs;
   }
 
+  /** The peer acknowledged `bytes` of payload at `now`, on any session. */
+  noteDelivered(bytes: number, now: number): void {
+    this.#rate.noteDelivered(bytes, now, this.minRttMs);
+  }
+
+  /** The link's best recent delivery rate in bytes per millisecond, or null before it is measured. */
+  deliveryRate(now: number): number | null {
+    return this.#rate.bytesPerMs(now);
+  }
+
   /** The fastest round trip seen on this link, or null before the first. */
   get minRttMs(): number | null {
     return Number.isFinite(this.#minRttMs) ? this.#minRttMs : null;
@@ -69,16 +98,26 @@ export class SharedLinkBudget {
     return this.#floorBytes > 0 && now < this.#sharedUntil;
   }
 
-  /** Most bytes one session may have in flight at `now`; Infinity when the link is not shared. */
+  /** Most bytes one session may have in flight at `now` (Infinity: no limit but its window). */
   budgetBytes(now: number): number {
-    if (!this.isShared(now)) return Number.POSITIVE_INFINITY;
-    // Before the first round trip is measured, the floor: the first ack request measures one soon.
-    if (!Number.isFinite(this.#minRttMs)) return this.#floorBytes;
-    return Math.max(this.#floorBytes, this.#minRttMs * SHARED_LINK_REFERENCE_BYTES_PER_MS);
+    if (this.#floorBytes === 0) return Number.POSITIVE_INFINITY;
+    const rate = this.#rate.bytesPerMs(now);
+    const measured = Number.isFinite(this.#minRttMs) && rate !== null;
+    if (!this.isShared(now)) {
+      // Alone: room to grow while the path is not full (the rate may double each round trip),
+      // then a quarter of a product, and always ALONE_QUEUE_MS of sending; unmeasured, only the window.
+      if (!measured) return Number.POSITIVE_INFINITY;
+      const roundTrips = this.#rate.full ? SHARED_LINK_BDP_GAIN : ALONE_STARTUP_ROUND_TRIPS;
+      return Math.max(this.#floorBytes, Math.ceil((roundTrips * this.#minRttMs + ALONE_QUEUE_MS) * rate));
+    }
+    // Before the path is measured, the floor: the first ack request measures a round trip soon.
+    if (!measured) return this.#floorBytes;
+    return Math.max(this.#floorBytes, Math.ceil(SHARED_LINK_BDP_GAIN * this.#minRttMs * rate));
   }
 
-  /** A new link: perhaps a new path, whose round trips are yet to be seen. Who shares it carries over. */
+  /** A new link: perhaps a new path, whose round trips and rate are yet to be seen. Who shares it carries over. */
   newPath(): void {
     this.#minRttMs = Number.POSITIVE_INFINITY;
+    this.#rate.reset();
   }
 }

@@ -4,6 +4,7 @@ import { LinkClosedError } from '../../../common/support/errors.js';
 import { createLink } from '../../../common/transport/link.js';
 import { silentLogger } from '../../../common/support/logger.js';
 import { Multiplexer } from '../../../common/engine/multiplexer.js';
+import { SHARED_LINK_BDP_GAIN } from '../../../common/engine/shared-link.js';
 import { HEADER_SIZE, LINK_SESSION_ID, PacketType } from '../../../common/protocol/constants.js';
 import { FrameDecoder, type Frame } from '../../../common/protocol/frame-decoder.js';
 import { encodeHeader } from '../../../common/protocol/header.js';
@@ -238,27 +239,38 @@ describe('Multiplexer: a link shared by several sending sessions', () => {
     peer.send(PacketType.Ack, 1, 0, (firstSeq + 2) >>> 0);
     await settle();
     expect(received(peer, 1)).toBe(2 * frame);
-    // The keystrokes stop; once the hold has passed the bulk is alone again, and its next ack
-    // opens the whole window.
+    // The keystrokes stop; once the hold has passed the bulk is alone again, held only as loosely
+    // as its path allows: this one delivered two frames in a quarter second, and 20 ms of that is
+    // less than the floor, so two more go, no more. (Alone on an unmeasured path, the next test
+    // shows, a session has its whole window.)
     await clock.advance(holdMs);
     peer.frames.length = 0;
     peer.send(PacketType.Ack, 1, 0, (firstSeq + 4) >>> 0);
     await settle();
-    // Everything its window holds is in flight now: the two frames still unacknowledged, and the rest.
-    expect(received(peer, 1)).toBe(window - 2 * frame);
-    expect(bulk.inFlightBytes).toBe(window);
+    expect(received(peer, 1)).toBe(2 * frame);
+    expect(bulk.inFlightBytes).toBe(floor);
   });
 
-  it('times a round trip with an ack request, and on a slow path lets the bulk have its whole window', async () => {
+  it('times round trips with ack requests and holds the bulk to what the path delivered in one, and a quarter', async () => {
     const { clock, peer, bulk } = await bulkBesideKeystroke();
-    // The first ack request comes back 10 ms later: a path slow enough that the floor would
-    // starve the bulk (the budget becomes 10 ms of an 8 Gbit/s path, more than the window).
-    const probe = peer.take(PacketType.DataAckRequest).find((f) => f.header.sessionId === 1) as Frame;
-    await clock.advance(10);
-    peer.send(PacketType.Ack, 1, 0, (probe.header.seq + 1) >>> 0);
-    await settle();
-    // With the floor it would be two frames more; here everything its window holds went out.
-    expect(bulk.inFlightBytes).toBe(window);
-    expect(received(peer, 1)).toBe(window + 2 * frame);
+    // A path with a 10 ms round trip: the peer acknowledges each frame 10 ms after it went out.
+    const start = clock.now();
+    const firstSeq = (peer.frames.find((f) => f.header.sessionId === 1) as Frame).header.seq;
+    const ackAt = async (ms: number, frames: number): Promise<void> => {
+      await clock.advance(start + ms - clock.now());
+      peer.send(PacketType.Ack, 1, 0, (firstSeq + frames) >>> 0);
+      await settle();
+    };
+    // The four frames of the floor went at 0 (all but the first asking for an ack: the link became
+    // shared as the first went). Their acks at 10 time a 10 ms round trip; four more go.
+    await ackAt(10, 4);
+    expect(bulk.inFlightBytes).toBe(floor);
+    // Their acks at 20: the path delivered 4 frames in 10 ms, its product is 4 frames, and the
+    // budget a quarter more.
+    await ackAt(20, 8);
+    expect(bulk.inFlightBytes).toBe(Math.ceil(SHARED_LINK_BDP_GAIN * 4) * frame);
+    // Each round trip it delivers what was in flight, and the budget follows a quarter above.
+    await ackAt(30, 13);
+    expect(bulk.inFlightBytes).toBe(Math.ceil(SHARED_LINK_BDP_GAIN * 5) * frame);
   });
 });
