@@ -81,6 +81,8 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   #socket: Duplex | null = null;
   #link: Link | null = null;
   #handshakeTimer: TimerHandle | null = null;
+  /** When the current link's HELLO went out: its WELCOME times the first round trip. */
+  #helloSentAt = 0;
   /** Gives up on the sessions when no link comes back within the resume window. */
   #resumeWindowTimer: TimerHandle | null = null;
   #downSince: number | null = null;
@@ -189,6 +191,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       this.#config.deadAfterMs,
     );
     link.writePacket(PacketType.Hello, LINK_SESSION_ID, 0, 0, encodeHello(this.clientId, this.#resumeToken));
+    this.#helloSentAt = this.#clock.now();
   }
 
   // LinkHandler while handshaking; the multiplexer takes over on WELCOME.
@@ -206,7 +209,8 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#authenticationFailures = 0;
     this.#handshakeTimer?.cancel();
     this.#setState('up');
-    this.#mux.attach(link, welcome.knownClient);
+    // HELLO to WELCOME: the new path's first round trip (sproxy answers at once).
+    this.#mux.attach(link, welcome.knownClient, this.#clock.now() - this.#helloSentAt);
   }
 
   onWritable(): void {}
@@ -221,7 +225,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     if (wasUp) {
       this.#downSince = this.#clock.now();
       this.#armResumeWindow();
-      this.#logger.warn({ server: this.#serverName, reason: error.message, code: error.code }, 'link down');
+      this.#logger.warn({ server: this.#serverName, reason: error.message, code: error.code, ...this.#pathFields() }, 'link down');
       this.emit('down', error);
       // The first attempt after a lost link goes out at once: the path is often fine already. At
       // most one such attempt per maximum backoff delay, so that a server that accepts and then
@@ -297,6 +301,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
         sessions: summary.sessions,
         resentPackets: summary.resentPackets,
         lostSessions: summary.lostSessions,
+        ...this.#pathFields(),
       },
       this.#everUp ? 'link up: sessions resumed' : 'link up',
     );
@@ -306,6 +311,18 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#resumeWindowTimer?.cancel();
     this.#resumeWindowTimer = null;
     this.emit('up', { attempts, downMs, summary, knownClient: this.#knownClient });
+  }
+
+  /**
+   * The path as measured, for the log: at link-up the handshake's round trip; at link-down the
+   * fastest round trip and the best recent delivery rate the link saw (what its budget used).
+   */
+  #pathFields(): { rttMs?: number; rateMbit?: number } {
+    const { minRttMs, rateBitsPerSecond } = this.#mux.path;
+    return {
+      ...(minRttMs === null ? {} : { rttMs: Math.round(minRttMs * 10) / 10 }),
+      ...(rateBitsPerSecond === null ? {} : { rateMbit: Math.round(rateBitsPerSecond / 1e5) / 10 }),
+    };
   }
 
   /** Starts counting the resume window from the first moment without a link (idempotent). */

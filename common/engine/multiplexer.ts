@@ -9,7 +9,7 @@ import { decodeOpenTarget, decodeReason, encodeOpenTarget, encodeReason } from '
 import { seqAdd } from '../protocol/seq.js';
 import type { Link, LinkHandler } from '../transport/link.js';
 import type { EngineConfig } from './config.js';
-import { EMPTY_PAYLOAD as EMPTY, SendScheduler, type Slot } from './send-scheduler.js';
+import { EMPTY_PAYLOAD as EMPTY, SendScheduler, type PathEstimate, type Slot } from './send-scheduler.js';
 import { Session, type AckTiming, type FinishReason, type OutputTiming, type SessionOwner } from './session.js';
 
 /** What the multiplexer tells its endpoint. */
@@ -103,6 +103,11 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     return this.#link;
   }
 
+  /** The current (or last) link's path as measured: fastest round trip, best recent delivery rate. */
+  get path(): PathEstimate {
+    return this.#scheduler.path();
+  }
+
   get sessionCount(): number {
     return this.#sessions.size;
   }
@@ -127,15 +132,16 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   /**
    * Puts sessions on a new link, which has completed HELLO/WELCOME, and sends our SYNC list.
    * `peerKeptState`: the peer still held our state when the link came up (WELCOME's flag; always
-   * true on the server side, whose sessions the client opened).
+   * true on the server side, whose sessions the client opened). `roundTripMs`: the handshake's,
+   * where it was timed (the client's HELLO to WELCOME).
    */
-  attach(link: Link, peerKeptState: boolean): void {
+  attach(link: Link, peerKeptState: boolean, roundTripMs?: number): void {
     if (this.#link !== null) this.detach(this.#link);
     this.#link = link;
     this.#peerKeptState = peerKeptState;
     this.#phase = 'syncing';
     this.#peerAcks = new Map();
-    this.#scheduler.attach(link);
+    this.#scheduler.attach(link, roundTripMs);
     link.setHandler(this);
     link.onDown(() => this.detach(link));
     for (const { session } of this.#sessions.values()) {

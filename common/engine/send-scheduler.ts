@@ -40,6 +40,12 @@ export interface Slot {
 
 export const EMPTY_PAYLOAD = Buffer.alloc(0);
 
+/** A link's path as measured; null for what was not measured yet. */
+export interface PathEstimate {
+  minRttMs: number | null;
+  rateBitsPerSecond: number | null;
+}
+
 export interface SendSchedulerOptions {
   config: Pick<EngineConfig, 'ackDelayMs' | 'sharedLinkInFlightBytes' | 'sharedLinkHoldMs'>;
   clock: Clock;
@@ -85,12 +91,22 @@ export class SendScheduler {
     return { session, ready: false, ackDue: false, ackDelayed: false, sentSinceAckRequest: 0, probeSeq: 0, probeSentAt: -1 };
   }
 
-  /** Writes go to `link` from now on, control packets only until sessionsRunning. */
-  attach(link: Link): void {
+  /**
+   * Writes go to `link` from now on, control packets only until sessionsRunning. `roundTripMs`:
+   * one already measured on it (the handshake's), the budget's first.
+   */
+  attach(link: Link, roundTripMs?: number): void {
     this.#link = link;
     this.#sessionsRunning = false;
     this.#control = [];
     this.#sharedLink.newPath();
+    if (roundTripMs !== undefined) this.#sharedLink.noteRoundTrip(roundTripMs);
+  }
+
+  /** What the current (or last) link's path was measured to be: its fastest round trip and best recent rate. */
+  path(): PathEstimate {
+    const rate = this.#sharedLink.deliveryRate(this.#clock.now());
+    return { minRttMs: this.#sharedLink.minRttMs, rateBitsPerSecond: rate === null ? null : rate * 8000 };
   }
 
   /** The link is gone: nothing is queued for it any more, and no slot is in a queue. */

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WanHosts } from '../../netlab/wan-hosts.js';
@@ -21,7 +21,7 @@ const LINK_PORT = 6200;
 describe('keystrokes beside a bulk upload on a slow WAN (emulated, with a secret)', () => {
   const defer = useCleanup();
 
-  it('come back within a few round trips, every one intact, while the bulk keeps the link busy', async () => {
+  it('come back within a few round trips, every one intact, while the bulk keeps the link busy; the logs give the path', async () => {
     const hosts = new WanHosts(`k${process.pid % 10_000}`);
     await hosts.open({ rateMbit: 20, delayMs: 25, queueMs: 200 });
     defer(() => hosts.close());
@@ -37,7 +37,10 @@ describe('keystrokes beside a bulk upload on a slow WAN (emulated, with a secret
     defer(() => sproxy.proc.stop());
     const cproxy = await startCproxy(`${WanHosts.SERVER_ADDRESS}:${LINK_PORT}`, secret, '127.0.0.1:5200', hosts.prefix(hosts.client));
     defer(() => cproxy.proc.stop());
-    await cproxy.proc.waitForLog(isLinkUp);
+    // The operator sees the path: the handshake's round trip at link-up (the path's is 50 ms).
+    const up = await cproxy.proc.waitForLog(isLinkUp);
+    expect(up['rttMs']).toBeGreaterThanOrEqual(50);
+    expect(up['rttMs']).toBeLessThan(150);
 
     const before = await hosts.stats();
     onHost(hosts.client, ['bulk', '127.0.0.1:5200', '12']);
@@ -58,5 +61,15 @@ describe('keystrokes beside a bulk upload on a slow WAN (emulated, with a secret
     // of each key gave a median of 750 ms.
     const sorted = [...samples].sort((x, y) => x - y);
     expect(sorted[Math.floor(sorted.length / 2)]).toBeLessThan(250);
+
+    // A lost link: 'link down' says what the path was measured to be (the bulk filled it at
+    // 20 Mbit/s), and the resume's 'link up' the new link's round trip.
+    execFileSync('ip', ['netns', 'exec', hosts.server, 'ss', '-K', '-tn', 'state', 'established', `( sport = :${LINK_PORT} )`]);
+    const down = await cproxy.proc.waitForLog((line) => line.msg === 'link down');
+    expect(down['rttMs']).toBeGreaterThanOrEqual(50);
+    expect(down['rateMbit']).toBeGreaterThan(10);
+    expect(down['rateMbit']).toBeLessThan(25);
+    const resumed = await cproxy.proc.waitForLog((line) => line.msg === 'link up: sessions resumed');
+    expect(resumed['rttMs']).toBeGreaterThanOrEqual(50);
   }, 60_000);
 });
