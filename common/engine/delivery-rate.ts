@@ -94,8 +94,11 @@ export class DeliveryRate {
 
   #record(now: number, bytesPerMs: number): void {
     this.#forgetBefore(now - this.#windowMs);
-    // Nothing remembered: whatever comes may be a start-up again.
-    if (this.#samples.length === 0) this.#samplesWithoutGrowth = 0;
+    // Nothing remembered: whatever comes may be a start-up again, measured against itself.
+    if (this.#samples.length === 0) {
+      this.#plateau = 0;
+      this.#samplesWithoutGrowth = 0;
+    }
     if (bytesPerMs >= GROWTH * this.#plateau) {
       this.#plateau = bytesPerMs;
       this.#samplesWithoutGrowth = 0;

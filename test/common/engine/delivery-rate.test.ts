@@ -78,6 +78,25 @@ describe('DeliveryRate', () => {
     expect(meter.full).toBe(false);
   });
 
+  it('starts up afresh once the window has forgotten every sample (a transfer after a pause)', () => {
+    const meter = rate();
+    meter.noteDelivered(1, 0, 10);
+    let now = 0;
+    for (const bytesPerMs of [800, 800, 800, 800]) {
+      ackEveryMs(meter, bytesPerMs, now, now + 10, 10);
+      now += 10;
+    }
+    expect(meter.full).toBe(true);
+    // Quiet for longer than the window, then a new transfer growing from a low rate: not full.
+    now += 2100;
+    meter.noteDelivered(1, now, 10);
+    for (const bytesPerMs of [100, 110, 120]) {
+      ackEveryMs(meter, bytesPerMs, now, now + 10, 10);
+      now += 10;
+    }
+    expect(meter.full).toBe(false);
+  });
+
   it('forgets everything on reset (a new path)', () => {
     const meter = rate();
     meter.noteDelivered(1, 0, null);
