@@ -10,6 +10,20 @@ function ackEveryMs(meter: DeliveryRate, bytes: number, from: number, to: number
   for (let t = from + 1; t <= to; t++) meter.noteDelivered(bytes, t, rttMs);
 }
 
+/**
+ * One 10 ms round trip per entry of `rates` (bytes a millisecond, acknowledged every millisecond)
+ * from `from` on; `after` runs after each. Returns the time at the end.
+ */
+function roundTrips(meter: DeliveryRate, rates: number[], from: number, after: () => void = () => {}): number {
+  let now = from;
+  for (const bytesPerMs of rates) {
+    ackEveryMs(meter, bytesPerMs, now, now + 10, 10);
+    now += 10;
+    after();
+  }
+  return now;
+}
+
 describe('DeliveryRate', () => {
   it('knows nothing before a sample has spanned its least interval', () => {
     const meter = rate();
@@ -60,40 +74,24 @@ describe('DeliveryRate', () => {
   it('calls the path full once three samples in a row grew less than a quarter, and not before', () => {
     const meter = rate();
     meter.noteDelivered(1, 0, 10);
-    let now = 0;
-    for (const bytesPerMs of [100, 200, 400, 800]) {
-      ackEveryMs(meter, bytesPerMs, now, now + 10, 10);
-      now += 10;
-      expect(meter.full).toBe(false);
-    }
-    for (const bytesPerMs of [900, 950]) {
-      ackEveryMs(meter, bytesPerMs, now, now + 10, 10);
-      now += 10;
-      expect(meter.full).toBe(false);
-    }
-    ackEveryMs(meter, 900, now, now + 10, 10);
+    const notFull = (): void => expect(meter.full).toBe(false);
+    let now = roundTrips(meter, [100, 200, 400, 800], 0, notFull);
+    now = roundTrips(meter, [900, 950], now, notFull);
+    now = roundTrips(meter, [900], now);
     expect(meter.full).toBe(true);
     // Growing by a quarter again (the path became faster): not full any more.
-    ackEveryMs(meter, 1200, now + 10, now + 20, 10);
+    roundTrips(meter, [1200], now);
     expect(meter.full).toBe(false);
   });
 
   it('starts up afresh once the window has forgotten every sample (a transfer after a pause)', () => {
     const meter = rate();
     meter.noteDelivered(1, 0, 10);
-    let now = 0;
-    for (const bytesPerMs of [800, 800, 800, 800]) {
-      ackEveryMs(meter, bytesPerMs, now, now + 10, 10);
-      now += 10;
-    }
+    const now = roundTrips(meter, [800, 800, 800, 800], 0);
     expect(meter.full).toBe(true);
     // Quiet for longer than the window, then a new transfer growing from a low rate: not full.
-    now += 2100;
-    meter.noteDelivered(1, now, 10);
-    for (const bytesPerMs of [100, 110, 120]) {
-      ackEveryMs(meter, bytesPerMs, now, now + 10, 10);
-      now += 10;
-    }
+    meter.noteDelivered(1, now + 2100, 10);
+    roundTrips(meter, [100, 110, 120], now + 2100);
     expect(meter.full).toBe(false);
   });
 
