@@ -97,6 +97,21 @@ export class Processes {
     }
   }
 
+  /**
+   * For a child that ends by printing its result as one JSON line (a bench peer): waits up to
+   * `timeoutMs` for it to exit (then kills it), and parses the last line of its stdout; null when
+   * there is none, or it is not JSON.
+   */
+  async jsonResult<T>(child: Child, timeoutMs: number): Promise<T | null> {
+    const exited = await Promise.race([child.exited.then(() => true), sleep(timeoutMs).then(() => false)]);
+    if (!exited) await this.stop(child, 500, 'SIGKILL');
+    try {
+      return JSON.parse(child.stdout().trim().split('\n').pop() ?? '') as T;
+    } catch {
+      return null;
+    }
+  }
+
   async stopAll(): Promise<void> {
     await Promise.all([...this.#children].map((child) => this.stop(child, 2000)));
   }

@@ -13,6 +13,7 @@ import { summarize, type Percentiles } from '../harness/stats.js';
 import { sleep } from '../harness/system.js';
 import { TARGETS, addTarget } from '../harness/targets.js';
 import { startNodeRelay, startTunnel, stopPath, type Path } from '../paths.js';
+import { bulkBitsPerSecond, type BulkResult } from '../probes/bulk.js';
 import { pingPong } from '../probes/echo.js';
 import { sampleLinkQueues, type LinkQueues } from '../probes/link-sockets.js';
 
@@ -44,16 +45,8 @@ async function bulkWhilePinging(
   const sampler = linkPort === undefined ? null : sampleLinkQueues(linkPort, `${label}-${direction}`);
   const samples = await pingPong(pingPort, 3000, 50, (BULK_SECONDS - 1.5) * 1000);
   const queues = sampler === null ? null : await sampler.stop();
-  const finished = await Promise.race([bulk.exited.then(() => true), sleep(8000).then(() => false)]);
-  if (!finished) await procs.stop(bulk, 500, 'SIGKILL');
-  let bulkBitsPerSecond = Number.NaN;
-  try {
-    const line = JSON.parse(bulk.stdout().trim().split('\n').pop() ?? '') as { bytes: number; seconds: number };
-    bulkBitsPerSecond = (line.bytes * 8) / line.seconds;
-  } catch {
-    // reported as n/a
-  }
-  return { stats: summarize(samples), bulkBitsPerSecond, queues };
+  const result = await procs.jsonResult<BulkResult>(bulk, 8000);
+  return { stats: summarize(samples), bulkBitsPerSecond: bulkBitsPerSecond(result), queues };
 }
 
 async function measureInteractive(targetPort: number): Promise<void> {

@@ -19,6 +19,7 @@ import { summarize, type Percentiles } from '../harness/stats.js';
 import { HOST, freePort, isListening, onHost, sleep, waitFor, type BenchHost } from '../harness/system.js';
 import { addTarget } from '../harness/targets.js';
 import { startSsh, startTunnel, stopPath, type Path } from '../paths.js';
+import { bulkBitsPerSecond, type BulkResult } from '../probes/bulk.js';
 import { iperf } from '../probes/iperf.js';
 
 const KEY_INTERVAL_MS = 50;
@@ -74,12 +75,12 @@ async function keysAndBulk(place: WanPlace, name: string, address: string): Prom
   const bulk = procs.spawn(`${name}-bulk`, ...onHost(place.client, NODE, [peerScript('bulk'), address, 'upload', String(BULK_SECONDS)]));
   await sleep(KEYS_AFTER_MS);
   const keys = procs.spawn(`${name}-keys`, ...onHost(place.client, NODE, [peerScript('keys'), address, String(KEY_INTERVAL_MS), String(KEYS_SECONDS)]));
-  const keyResult = await lastJsonLine<{ samples: number[]; lost: number }>(keys.exited.then(() => keys.stdout()), (KEYS_SECONDS + 15) * 1000);
-  const bulkResult = await lastJsonLine<{ bytes: number; seconds: number }>(bulk.exited.then(() => bulk.stdout()), (BULK_SECONDS + 60) * 1000);
+  const keyResult = await procs.jsonResult<{ samples: number[]; lost: number }>(keys, (KEYS_SECONDS + 15) * 1000);
+  const bulkResult = await procs.jsonResult<BulkResult>(bulk, (BULK_SECONDS + 60) * 1000);
   return {
     keys: summarize(keyResult?.samples ?? []),
     lost: keyResult?.lost ?? Number.NaN,
-    bulkMbit: bulkResult === null || !(bulkResult.seconds > 0) ? Number.NaN : (bulkResult.bytes * 8) / bulkResult.seconds / 1e6,
+    bulkMbit: bulkBitsPerSecond(bulkResult) / 1e6,
   };
 }
 
@@ -157,15 +158,4 @@ async function streams(place: WanPlace, label: string, settings: PathSettings, w
     }
   }
   return { settings, mbitPerSecond: rates };
-}
-
-/** The last line of a child's stdout, parsed, once it has exited (null when it did not in time, or printed none). */
-async function lastJsonLine<T>(output: Promise<string>, timeoutMs: number): Promise<T | null> {
-  const text = await Promise.race([output, sleep(timeoutMs).then(() => null)]);
-  if (text === null) return null;
-  try {
-    return JSON.parse(text.trim().split('\n').pop() ?? '') as T;
-  } catch {
-    return null;
-  }
 }
