@@ -29,13 +29,16 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
       deadAfterMs: options.deadAfterMs,
       resumeWindowMs: options.resumeWindowMs,
       windowBytes: options.windowBytes,
+      maxWindowBytes: options.maxWindowBytes,
+      sendBudgetBytes: options.sendBudgetBytes,
       connectTimeoutMs: options.connectTimeoutMs,
       connectStaggerMs: options.connectStaggerMs,
     },
   });
   const userSockets = new Set<Socket>();
   endpoint.on('session-finished', (session, reason, detail) => {
-    const fields = { session: session.id, reason, detail };
+    // The window it ended with: grown past --window, the path's product called for more.
+    const fields = { session: session.id, reason, detail, windowKiB: Math.round(session.windowBytes / 1024) };
     if (reason === 'lost') logger.warn(fields, 'session lost; closing the user connection');
     else logger.info(fields, 'session closed');
   });

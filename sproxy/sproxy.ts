@@ -30,6 +30,8 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       deadAfterMs: options.deadAfterMs,
       resumeWindowMs: options.resumeWindowMs,
       windowBytes: options.windowBytes,
+      maxWindowBytes: options.maxWindowBytes,
+      sendBudgetBytes: options.sendBudgetBytes,
       maxPendingLinks: options.maxUnauthenticated,
       maxClients: options.maxClients,
       maxSessionsPerClient: options.maxSessionsPerClient,
@@ -54,7 +56,8 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
     socket.on('close', () => targetSockets.delete(socket));
   });
   endpoint.on('session-finished', (session, reason, detail, context) => {
-    logger.info({ client: short(context.clientId), session: session.id, reason, detail }, 'session closed');
+    const windowKiB = Math.round(session.windowBytes / 1024); // grown past --window: the path called for more
+    logger.info({ client: short(context.clientId), session: session.id, reason, detail, windowKiB }, 'session closed');
   });
   endpoint.on('client-up', ({ clientId, peer, resumed, downMs, summary }) => {
     logger.info(

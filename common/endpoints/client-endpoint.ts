@@ -145,6 +145,11 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     return this.#mux.sessionCount;
   }
 
+  /** Payload bytes the sessions hold in their send queues (bounded by sendBudgetBytes). */
+  get queuedSendBytes(): number {
+    return this.#mux.queuedSendBytes;
+  }
+
   /**
    * Authentication kept failing (AUTHENTICATION_FAILURES_TO_GIVE_UP in a row) and the sessions were
    * given up; cleared when a link comes up.

@@ -1,4 +1,4 @@
-import { definedOnly, DEFAULT_ENGINE_CONFIG, MAX_TIMER_MS, requireInteger, validateEngineConfig, type EngineConfig } from '../engine/config.js';
+import { DEFAULT_ENGINE_CONFIG, MAX_TIMER_MS, requireInteger, resolveEngineFields, type EngineConfig } from '../engine/config.js';
 
 /** Client side: how the link is dialled again. */
 export interface ClientConfig extends EngineConfig {
@@ -43,8 +43,7 @@ export const DEFAULT_SERVER_CONFIG: Readonly<ServerConfig> = {
 };
 
 export function resolveClientConfig(overrides: Partial<ClientConfig> = {}): ClientConfig {
-  const config = { ...DEFAULT_CLIENT_CONFIG, ...definedOnly(overrides) };
-  validateEngineConfig(config);
+  const config = resolveEngineFields(DEFAULT_CLIENT_CONFIG, overrides);
   requireInteger('connectTimeoutMs', config.connectTimeoutMs, 1, MAX_TIMER_MS);
   // Not given, the stagger follows a connect timeout shorter than its default.
   if (overrides.connectStaggerMs === undefined) {
@@ -57,8 +56,7 @@ export function resolveClientConfig(overrides: Partial<ClientConfig> = {}): Clie
 }
 
 export function resolveServerConfig(overrides: Partial<ServerConfig> = {}): ServerConfig {
-  const config = { ...DEFAULT_SERVER_CONFIG, ...definedOnly(overrides) };
-  validateEngineConfig(config);
+  const config = resolveEngineFields(DEFAULT_SERVER_CONFIG, overrides);
   requireInteger('maxPendingLinks', config.maxPendingLinks, 1, 1_000_000);
   requireInteger('maxClients', config.maxClients, 1, 1_000_000);
   requireInteger('maxSessionsPerClient', config.maxSessionsPerClient, 1, 1_000_000);

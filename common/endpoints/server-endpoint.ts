@@ -7,6 +7,7 @@ import { AuthenticationError, ClosedError, HandshakeError, LimitError, type Eter
 import { createLink, type Link, type LinkHandler } from '../transport/link.js';
 import { silentLogger, type Logger } from '../support/logger.js';
 import { Multiplexer, type ResumeSummary } from '../engine/multiplexer.js';
+import { SendBudget } from '../engine/send-budget.js';
 import { LINK_SESSION_ID, PacketType } from '../protocol/constants.js';
 import type { Frame } from '../protocol/frame-decoder.js';
 import { decodeHello, encodeWelcome, HELLO_PAYLOAD_BYTES } from '../protocol/messages.js';
@@ -67,6 +68,8 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
   readonly #clients = new Map<string, ClientRecord>();
   /** Links that have not completed HELLO yet. */
   readonly #pending = new Set<Link>();
+  /** Every client's send queues together are held to the configured budget. */
+  readonly #sendBudget: SendBudget;
   #closed = false;
 
   constructor(options: ServerEndpointOptions = {}) {
@@ -75,10 +78,16 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? systemClock;
     this.#copyWrites = options.copyWrites ?? true;
+    this.#sendBudget = new SendBudget(this.#config.sendBudgetBytes);
   }
 
   get config(): Readonly<ServerConfig> {
     return this.#config;
+  }
+
+  /** Payload bytes the sessions of every client hold in their send queues (bounded by sendBudgetBytes). */
+  get queuedSendBytes(): number {
+    return this.#sendBudget.usedBytes;
   }
 
   get clientCount(): number {
@@ -184,6 +193,7 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
       copyWrites: this.#copyWrites,
       maxSessions: this.#config.maxSessionsPerClient,
       clock: this.#clock,
+      sendBudget: this.#sendBudget,
     });
     const record: ClientRecord = {
       id: clientId,

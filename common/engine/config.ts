@@ -7,8 +7,19 @@ export interface EngineConfig {
   heartbeatIntervalMs: number;
   /** The link is dead when nothing has arrived for this long. */
   deadAfterMs: number;
-  /** Most unacknowledged payload bytes per session in flight (flow-control window). */
+  /** Most unacknowledged payload bytes per session in flight (flow-control window), at first. */
   windowBytes: number;
+  /**
+   * What a session's window may grow to, on a path whose bandwidth-delay product calls for more
+   * (window-growth.ts). Equal to windowBytes: windows never grow.
+   */
+  maxWindowBytes: number;
+  /**
+   * The proxy's memory for send queues, all sessions of all links together: bytes read from local
+   * sockets and not yet acknowledged (send-budget.ts). Past it, each session keeps a small
+   * guaranteed share, so nobody stalls for others.
+   */
+  sendBudgetBytes: number;
   /**
    * An ack for plain DATA waits this long for a packet of its session to ride on before it goes
    * out alone. DATA_ACK_REQUEST, FIN and a consumer catching up are acknowledged at once.
@@ -50,6 +61,11 @@ export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = {
   // Smaller windows trade the other way (`--window`): 1 MiB gave a keystroke beside unbounded bulk
   // a p99 of ~8 ms instead of ~12 with bulk about 3% slower; 512 KiB ~6 ms, bulk 0.65-0.77x.
   windowBytes: 2 * 1024 * 1024,
+  // Twice the product of 150 Mbit/s and a 200 ms round trip is 7.5 MB; 16 MiB fills a 300 ms path
+  // at about 220 Mbit/s (`npm run bench`, WAN section, measures the 200 ms case).
+  maxWindowBytes: 16 * 1024 * 1024,
+  // Eight fully grown windows, or 64 sessions each holding its initial window.
+  sendBudgetBytes: 128 * 1024 * 1024,
   ackDelayMs: 10,
   maxFramePayloadBytes: 64 * 1024,
   sharedLinkInFlightBytes: 128 * 1024,
@@ -79,6 +95,8 @@ export function validateEngineConfig(config: EngineConfig): void {
   }
   requireInteger('maxFramePayloadBytes', config.maxFramePayloadBytes, 1, MAX_PAYLOAD_BYTES);
   requireInteger('windowBytes', config.windowBytes, config.maxFramePayloadBytes, 2 ** 30);
+  requireInteger('maxWindowBytes', config.maxWindowBytes, config.windowBytes, 2 ** 30);
+  requireInteger('sendBudgetBytes', config.sendBudgetBytes, 1, 2 ** 40);
   // Far below the dead-link timeout, and an ack delayed by more than a heartbeat helps nobody.
   requireInteger('ackDelayMs', config.ackDelayMs, 0, config.heartbeatIntervalMs);
   requireInteger('sharedLinkInFlightBytes', config.sharedLinkInFlightBytes, 0, 2 ** 30);
@@ -87,6 +105,17 @@ export function validateEngineConfig(config: EngineConfig): void {
   requireInteger('sessionReadableHighWaterBytes', config.sessionReadableHighWaterBytes, 1, 2 ** 30);
   requireInteger('sessionWritableHighWaterBytes', config.sessionWritableHighWaterBytes, 1, 2 ** 30);
   requireInteger('resumeWindowMs', config.resumeWindowMs, 1, MAX_TIMER_MS);
+}
+
+/**
+ * The defaults under `overrides`, validated. A window set above the default growth cap, with no
+ * cap given, is the cap too: asking for a large window must not be an error.
+ */
+export function resolveEngineFields<T extends EngineConfig>(defaults: Readonly<T>, overrides: Partial<T>): T {
+  const config = { ...defaults, ...definedOnly(overrides) };
+  if (overrides.maxWindowBytes === undefined) config.maxWindowBytes = Math.max(config.maxWindowBytes, config.windowBytes);
+  validateEngineConfig(config);
+  return config;
 }
 
 /** Drops keys whose value is undefined, so that they do not hide the defaults. */

@@ -9,6 +9,7 @@ import { decodeOpenTarget, decodeReason, encodeOpenTarget, encodeReason } from '
 import { seqAdd } from '../protocol/seq.js';
 import type { Link, LinkHandler } from '../transport/link.js';
 import type { EngineConfig } from './config.js';
+import { SendBudget } from './send-budget.js';
 import { EMPTY_PAYLOAD as EMPTY, SendScheduler, type PathEstimate, type Slot } from './send-scheduler.js';
 import { Session, type AckTiming, type FinishReason, type OutputTiming, type SessionOwner } from './session.js';
 
@@ -51,6 +52,8 @@ export interface MultiplexerOptions {
   maxSessions?: number;
   /** Times delayed acks; the system clock by default. */
   clock?: Clock;
+  /** The proxy's memory for send queues, shared with its other links; one of its own by default. */
+  sendBudget?: SendBudget;
 }
 
 /**
@@ -68,6 +71,7 @@ export interface MultiplexerOptions {
  */
 export class Multiplexer extends EventEmitter<MultiplexerEvents> implements SessionOwner, LinkHandler {
   readonly #role: 'client' | 'server';
+  readonly #sendBudget: SendBudget;
   readonly #config: EngineConfig;
   readonly #logger: Logger;
   readonly #copyWrites: boolean;
@@ -93,6 +97,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#maxSessions = options.maxSessions ?? Number.POSITIVE_INFINITY;
     this.#clock = options.clock ?? systemClock;
     this.#scheduler = new SendScheduler({ config: this.#config, clock: this.#clock });
+    this.#sendBudget = options.sendBudget ?? new SendBudget(this.#config.sendBudgetBytes);
   }
 
   get phase(): MultiplexerPhase {
@@ -106,6 +111,11 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   /** The current (or last) link's path as measured: fastest round trip, best recent delivery rate. */
   get path(): PathEstimate {
     return this.#scheduler.path();
+  }
+
+  /** Payload bytes held in send queues by every session charged to this multiplexer's budget. */
+  get queuedSendBytes(): number {
+    return this.#sendBudget.usedBytes;
   }
 
   get sessionCount(): number {
@@ -342,6 +352,8 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       sendSeq,
       receiveSeq,
       windowBytes: this.#config.windowBytes,
+      maxWindowBytes: this.#config.maxWindowBytes,
+      budget: this.#sendBudget,
       maxFramePayloadBytes: this.#config.maxFramePayloadBytes,
       readableHighWaterMark: this.#config.sessionReadableHighWaterBytes,
       writableHighWaterMark: this.#config.sessionWritableHighWaterBytes,

@@ -182,8 +182,8 @@ export class SendScheduler {
   /** The peer's ack frees room in flight: a session held back by the shared-link limit may go on. */
   acknowledged(slot: Slot, ack: number): void {
     const inFlightBefore = slot.session.inFlightBytes;
-    slot.session.acknowledge(ack);
     const now = this.#clock.now();
+    slot.session.acknowledge(ack, { now, minRttMs: this.#sharedLink.minRttMs });
     if (slot.probeSentAt >= 0 && seqBefore(slot.probeSeq, ack)) {
       this.#sharedLink.noteRoundTrip(now - slot.probeSentAt);
       slot.probeSentAt = -1;

@@ -2,14 +2,28 @@ import { ProtocolError } from '../support/errors.js';
 import { MAX_REASON_BYTES, PacketType } from '../protocol/constants.js';
 import { seqAdd, seqBefore, seqBeforeOrEqual } from '../protocol/seq.js';
 import { RetransmitQueue, type QueuedPacket } from './retransmit-queue.js';
+import type { SendBudget } from './send-budget.js';
+import { WindowGrowth } from './window-growth.js';
 
 export interface SendWindowOptions {
   /** Seq of the first packet this side will send. */
   firstSeq: number;
-  /** Most unacknowledged payload bytes in flight before writes wait. */
+  /** Most unacknowledged payload bytes in flight before writes wait, at first. */
   windowBytes: number;
+  /** What the window may grow to on a path whose bandwidth-delay product needs it (window-growth.ts). */
+  maxWindowBytes: number;
   /** Largest DATA payload sent. */
   maxFramePayloadBytes: number;
+  /** The proxy's memory for send queues, which this queue is charged to. */
+  budget: SendBudget;
+  /** Called once there is room in the budget again, after the waiting write stopped on it. */
+  onBudgetRoom: () => void;
+}
+
+/** When an ack was processed, and the path's fastest round trip then (null: unknown). */
+export interface AckTime {
+  now: number;
+  minRttMs: number | null;
 }
 
 /** A write that waits for room in the window: its bytes from `offset` on are not queued yet. */
@@ -27,7 +41,9 @@ interface WaitingWrite {
  */
 export class SendWindow {
   readonly #queue: RetransmitQueue;
-  readonly #windowBytes: number;
+  readonly #growth: WindowGrowth;
+  readonly #budget: SendBudget;
+  readonly #onBudgetRoom: () => void;
   readonly #maxFramePayloadBytes: number;
   /** A DATA_ACK_REQUEST goes out each time this many payload bytes were sent since the last one. */
   readonly #ackRequestEveryBytes: number;
@@ -39,13 +55,16 @@ export class SendWindow {
   #waiting: WaitingWrite | null = null;
 
   constructor(options: SendWindowOptions) {
-    this.#windowBytes = options.windowBytes;
+    this.#growth = new WindowGrowth(options.windowBytes, options.maxWindowBytes);
+    this.#budget = options.budget;
+    this.#onBudgetRoom = options.onBudgetRoom;
     this.#maxFramePayloadBytes = options.maxFramePayloadBytes;
     // A quarter of the window: the peer's ack is asked for while three quarters are still free, so
     // the window never runs dry waiting for an ack the peer chose to delay.
     this.#ackRequestEveryBytes = Math.max(1, Math.floor(options.windowBytes / 4));
-    // The queue's bound: the window, the one frame that may cross it, and a RESET's reason.
-    this.#queue = new RetransmitQueue(options.windowBytes + options.maxFramePayloadBytes + MAX_REASON_BYTES);
+    // The queue's bound: the largest window, the one frame that may cross it, and a RESET's reason.
+    const largestWindow = Math.max(options.windowBytes, options.maxWindowBytes);
+    this.#queue = new RetransmitQueue(largestWindow + options.maxFramePayloadBytes + MAX_REASON_BYTES);
     this.#nextSeq = options.firstSeq;
     this.#peerAck = options.firstSeq;
   }
@@ -58,6 +77,11 @@ export class SendWindow {
   /** The peer's cumulative ack: the oldest seq it has not acknowledged. */
   get peerAck(): number {
     return this.#peerAck;
+  }
+
+  /** The window now: what it started at, or what it grew to (window-growth.ts). */
+  get windowBytes(): number {
+    return this.#growth.windowBytes;
   }
 
   /** Unacknowledged payload bytes held for retransmission. */
@@ -86,12 +110,13 @@ export class SendWindow {
 
   /** True when `bytes` can be queued at once, as one DATA frame. */
   fitsOneFrame(bytes: number): boolean {
-    return bytes <= this.#maxFramePayloadBytes && this.#queue.bytes < this.#windowBytes;
+    return bytes <= this.#maxFramePayloadBytes && this.#hasRoom();
   }
 
   /** Queues a sequenced packet whatever the window says (OPEN, FIN, RESET, a frame that fit). */
   append(type: PacketType, payload: Buffer): void {
     this.#queue.append(type, this.#nextSeq, payload);
+    this.#budget.charge(payload.length);
     this.#nextSeq = seqAdd(this.#nextSeq, 1);
   }
 
@@ -102,16 +127,21 @@ export class SendWindow {
 
   /**
    * Processes the peer's cumulative ack; returns true when it moved. Throws ProtocolError for an
-   * ack that goes back or past what we have sent.
+   * ack that goes back or past what we have sent. `at`: when, on which path, for the window's
+   * growth (none for the ack a resume reports: it spans the outage).
    */
-  acknowledge(ack: number, sessionId: number): boolean {
+  acknowledge(ack: number, sessionId: number, at?: AckTime): boolean {
     if (ack === this.#peerAck) return false;
     // An ack may only move forward, and never past what we have sent.
     if (!seqBefore(this.#peerAck, ack) || !seqBeforeOrEqual(ack, this.#nextSeq)) {
       throw new ProtocolError(`session ${sessionId}: ack ${ack} outside the unacknowledged range [${this.#peerAck}, ${this.#nextSeq}]`);
     }
     this.#peerAck = ack;
+    const queuedBefore = this.#queue.bytes;
     this.#queue.acknowledge(ack);
+    const freed = queuedBefore - this.#queue.bytes;
+    this.#budget.release(freed);
+    if (at !== undefined) this.#growth.noteAcknowledged(freed, at.now, at.minRttMs);
     return true;
   }
 
@@ -122,11 +152,14 @@ export class SendWindow {
 
   /** Everything unacknowledged goes out again on a new link. Returns how many packets that is. */
   rewind(): number {
+    this.#growth.restart();
     return this.#queue.rewind();
   }
 
-  /** Drops every queued packet (the session is finished). */
+  /** Drops every queued packet (the session is finished), and its charge to the budget. */
   clear(): void {
+    this.#budget.release(this.#queue.bytes);
+    this.#budget.cancelWait(this.#onBudgetRoom);
     this.#queue.clear();
   }
 
@@ -163,6 +196,7 @@ export class SendWindow {
   abandonWaitingWrite(error: Error): void {
     const waiting = this.#waiting;
     this.#waiting = null;
+    this.#budget.cancelWait(this.#onBudgetRoom);
     waiting?.callback(error);
   }
 
@@ -175,13 +209,19 @@ export class SendWindow {
     const waiting = this.#waiting;
     if (waiting === null) return false;
     let queued = false;
-    while (waiting.offset < waiting.chunk.length && this.#queue.bytes < this.#windowBytes) {
+    while (waiting.offset < waiting.chunk.length && this.#hasRoom()) {
       const end = Math.min(waiting.chunk.length, waiting.offset + this.#maxFramePayloadBytes);
       // A chunk that fits one frame (the usual socket read) is queued as it is, not as a view of itself.
       const payload = waiting.offset === 0 && end === waiting.chunk.length ? waiting.chunk : waiting.chunk.subarray(waiting.offset, end);
       this.appendData(payload);
       waiting.offset = end;
       queued = true;
+    }
+    if (waiting.offset < waiting.chunk.length) {
+      // Stopped: by the window (which may grow, if it is what holds the session back), or by the
+      // proxy's budget (which wakes us when acks free some of it).
+      if (this.#queue.bytes >= this.#growth.windowBytes) this.#growth.noteWindowFull();
+      else this.#budget.waitForRoom(this.#onBudgetRoom);
     }
     return queued;
   }
@@ -192,6 +232,12 @@ export class SendWindow {
     if (waiting === null || waiting.offset < waiting.chunk.length) return;
     this.#waiting = null;
     waiting.callback();
+  }
+
+  /** Whether one more frame may be queued: the window has room, and so has the budget (or our guaranteed share). */
+  #hasRoom(): boolean {
+    const queued = this.#queue.bytes;
+    return queued < this.#growth.windowBytes && this.#budget.mayQueue(queued);
   }
 
   /**

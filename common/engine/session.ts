@@ -6,7 +6,8 @@ import { decodeReason, encodeReason } from '../protocol/messages.js';
 import { seqAdd } from '../protocol/seq.js';
 import { ReceiveWindow } from './receive-window.js';
 import type { QueuedPacket } from './retransmit-queue.js';
-import { SendWindow } from './send-window.js';
+import type { SendBudget } from './send-budget.js';
+import { SendWindow, type AckTime } from './send-window.js';
 
 /**
  * Protocol state of one session, in the manner of TCP's:
@@ -57,8 +58,12 @@ export interface SessionOptions {
   sendSeq: number;
   /** Seq of the first packet expected from the peer. */
   receiveSeq: number;
-  /** Most unacknowledged payload bytes in flight before writes wait (flow control). */
+  /** Most unacknowledged payload bytes in flight before writes wait (flow control), at first. */
   windowBytes: number;
+  /** What the window may grow to on a long fat path. */
+  maxWindowBytes: number;
+  /** The proxy's memory for send queues (shared by every session of every link). */
+  budget: SendBudget;
   /** Largest DATA payload this side sends. */
   maxFramePayloadBytes: number;
   /** Readable buffer level above which acks are held back until the consumer reads. */
@@ -125,7 +130,10 @@ export class Session extends Duplex {
     this.#send = new SendWindow({
       firstSeq: options.sendSeq,
       windowBytes: options.windowBytes,
+      maxWindowBytes: options.maxWindowBytes,
       maxFramePayloadBytes: options.maxFramePayloadBytes,
+      budget: options.budget,
+      onBudgetRoom: () => this.#pumpWaitingWrite('batched'),
     });
     this.#receive = new ReceiveWindow(options.receiveSeq);
     this.#initialSendSeq = options.sendSeq;
@@ -134,6 +142,11 @@ export class Session extends Duplex {
 
   get state(): SessionState {
     return this.#state;
+  }
+
+  /** The send window now: as configured, or grown to the path. */
+  get windowBytes(): number {
+    return this.#send.windowBytes;
   }
 
   /** Unacknowledged payload bytes held for retransmission. */
@@ -200,9 +213,12 @@ export class Session extends Duplex {
     return this.#receive.takeAck();
   }
 
-  /** Processes the peer's cumulative ack (carried by every packet of the session). */
-  acknowledge(ack: number): void {
-    if (!this.#send.acknowledge(ack, this.id)) return;
+  /**
+   * Processes the peer's cumulative ack (carried by every packet of the session). `at`: when it
+   * arrived and the path's fastest round trip, which the window grows from.
+   */
+  acknowledge(ack: number, at?: AckTime): void {
+    if (!this.#send.acknowledge(ack, this.id, at)) return;
     this.#pumpWaitingWrite('batched');
     this.#finishIfDone();
   }

@@ -15,8 +15,12 @@ export interface SharedCliOptions {
   heartbeatIntervalMs: number;
   deadAfterMs: number;
   resumeWindowMs: number;
-  /** Unacknowledged bytes each session may have in flight towards the peer (its send window). */
+  /** Unacknowledged bytes each session may have in flight towards the peer (its send window), at first. */
   windowBytes: number;
+  /** What a session's window may grow to on a long fat path; undefined: the default, or the window if larger. */
+  maxWindowBytes: number | undefined;
+  /** Bytes all sessions together may hold in their send queues. */
+  sendBudgetBytes: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
@@ -54,6 +58,19 @@ export function addSharedOptions<T>(argv: Argv<T>) {
       describe:
         'let each session have at most KIB kibibytes sent and not yet acknowledged; smaller keeps ' +
         'keystrokes quicker beside a bulk transfer on the same link, larger lets bulk go faster',
+      requiresArg: true,
+    })
+    .option('max-window', {
+      type: 'string',
+      describe:
+        `let a session's window grow up to KIB kibibytes where the path's bandwidth-delay product calls ` +
+        `for it (default ${DEFAULT_ENGINE_CONFIG.maxWindowBytes / 1024}, or --window if larger; equal to --window: never grow)`,
+      requiresArg: true,
+    })
+    .option('send-budget', {
+      type: 'string',
+      default: String(DEFAULT_ENGINE_CONFIG.sendBudgetBytes / (1024 * 1024)),
+      describe: 'hold at most MIB mebibytes in all sessions\' send queues together (each keeps a small share beyond it)',
       requiresArg: true,
     })
     .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'least severe level logged' })
@@ -110,13 +127,21 @@ export function readSharedOptions(args: Record<string, unknown>): SharedCliOptio
   if (deadAfterMs <= heartbeatIntervalMs) {
     throw new ConfigError(`--dead-after (${deadAfterMs}) must be longer than --heartbeat-interval (${heartbeatIntervalMs})`);
   }
+  // At least one whole frame, or a maximal DATA could never be sent.
+  const windowBytes = parsePositiveInteger(args['window'] as string, 'window', MAX_PAYLOAD_BYTES / 1024, 1024 * 1024) * 1024;
+  const maxWindowText = args['max-window'] as string | undefined;
+  const maxWindowBytes = maxWindowText === undefined ? undefined : parsePositiveInteger(maxWindowText, 'max-window', 1, 1024 * 1024) * 1024;
+  if (maxWindowBytes !== undefined && maxWindowBytes < windowBytes) {
+    throw new ConfigError(`--max-window (${maxWindowBytes / 1024}) must be at least --window (${windowBytes / 1024})`);
+  }
   return {
     secret: readSecret(args['secret-file'] as string | undefined),
     heartbeatIntervalMs,
     deadAfterMs,
     resumeWindowMs: parsePositiveInteger(args['resume-window'] as string, 'resume-window', 1, 2_147_483) * 1000,
-    // At least one whole frame, or a maximal DATA could never be sent.
-    windowBytes: parsePositiveInteger(args['window'] as string, 'window', MAX_PAYLOAD_BYTES / 1024, 1024 * 1024) * 1024,
+    windowBytes,
+    maxWindowBytes,
+    sendBudgetBytes: parsePositiveInteger(args['send-budget'] as string, 'send-budget', 1, 1024 * 1024) * 1024 * 1024,
     logLevel: args['log-level'] as LogLevel,
     logFormat: args['log-format'] as LogFormat,
   };

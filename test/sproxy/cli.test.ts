@@ -20,6 +20,18 @@ describe('sproxy command line', () => {
     expect(parseSproxyArgs(['--insecure', '--window', '1024']).windowBytes).toBe(1024 * 1024);
   });
 
+  it('lets windows grow to --max-window (by default 16 MiB, or --window if larger) within --send-budget, and says which flag is wrong', () => {
+    const defaults = parseSproxyArgs(['--insecure']);
+    expect(defaults.maxWindowBytes).toBeUndefined(); // the engine's default, or the window if larger
+    expect(defaults.sendBudgetBytes).toBe(128 * 1024 * 1024);
+    const set = parseSproxyArgs(['--insecure', '--window', '512', '--max-window', '8192', '--send-budget', '64']);
+    expect([set.windowBytes, set.maxWindowBytes, set.sendBudgetBytes]).toEqual([512 * 1024, 8 * 1024 * 1024, 64 * 1024 * 1024]);
+    expect(() => parseSproxyArgs(['--insecure', '--window', '4096', '--max-window', '2048'])).toThrow(
+      new ConfigError('--max-window (2048) must be at least --window (4096)'),
+    );
+    expect(() => parseSproxyArgs(['--insecure', '--send-budget', '0'])).toThrow('--send-budget must be a whole number from 1 to 1048576, got "0"');
+  });
+
   it('takes flags and the original positional form: sproxy LPORT', () => {
     expect(parseSproxyArgs(['--listen', '127.0.0.1:7200', '--target', '127.0.0.1:22']).target).toEqual({
       host: '127.0.0.1',

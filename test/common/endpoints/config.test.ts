@@ -35,6 +35,15 @@ describe('defaults', () => {
     expect(server.resumeWindowMs).toBe(60_000);
   });
 
+  it('a window set above the default growth cap is the cap too, unless a cap is given; a cap under the window is refused', () => {
+    expect(resolveClientConfig({ windowBytes: 32 * 2 ** 20 }).maxWindowBytes).toBe(32 * 2 ** 20);
+    expect(resolveServerConfig({ windowBytes: 2 ** 20 }).maxWindowBytes).toBe(DEFAULT_SERVER_CONFIG.maxWindowBytes);
+    expect(resolveServerConfig({ windowBytes: 2 ** 20, maxWindowBytes: 2 ** 20 }).maxWindowBytes).toBe(2 ** 20);
+    expect(() => resolveClientConfig({ windowBytes: 2 ** 22, maxWindowBytes: 2 ** 21 })).toThrow(
+      `maxWindowBytes must be an integer from ${2 ** 22} to ${2 ** 30}, got ${2 ** 21}`,
+    );
+  });
+
   it('does not let resolve* mutate the defaults', () => {
     const before = { ...DEFAULT_CLIENT_CONFIG };
     resolveClientConfig({ heartbeatIntervalMs: 50, deadAfterMs: 150 });

@@ -1,13 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import { ProtocolError } from '../../../common/support/errors.js';
 import { PacketType, UINT32_MAX } from '../../../common/protocol/constants.js';
+import { SendBudget } from '../../../common/engine/send-budget.js';
 import { SendWindow } from '../../../common/engine/send-window.js';
 import { expectEternalError } from '../../helpers/expect-error.js';
 
 const FRAME = 100;
 
 function windowOf(windowBytes = 400, firstSeq = 1000): SendWindow {
-  return new SendWindow({ firstSeq, windowBytes, maxFramePayloadBytes: FRAME });
+  // A budget that never binds, and a window that never grows: what these tests are about is the window itself.
+  return new SendWindow({
+    firstSeq,
+    windowBytes,
+    maxWindowBytes: windowBytes,
+    maxFramePayloadBytes: FRAME,
+    budget: new SendBudget(2 ** 40),
+    onBudgetRoom: () => {},
+  });
 }
 
 /** Every packet the window has not written yet, as [type, seq, payload length]. */
@@ -135,5 +144,50 @@ describe('SendWindow: the write that waits for room', () => {
     window.abandonWaitingWrite(new Error('gone'));
     expect(order).toEqual(['own gone', 'next gone']);
     expect(window.hasWaitingWrite).toBe(false);
+  });
+});
+
+describe('SendWindow: the window grows to the path, and the proxy-wide budget bounds every queue', () => {
+  const KiB = 1024;
+  const bigFrames = (budget: SendBudget, windowBytes: number, maxWindowBytes: number, onBudgetRoom = (): void => {}): SendWindow =>
+    new SendWindow({ firstSeq: 1, windowBytes, maxWindowBytes, maxFramePayloadBytes: 64 * KiB, budget, onBudgetRoom });
+
+  it('a window that held a session back for a round trip grows to twice what it delivered, and queues that much', () => {
+    const window = bigFrames(new SendBudget(2 ** 40), 256 * KiB, 1024 * KiB);
+    window.startWrite(Buffer.alloc(4096 * KiB), () => {});
+    window.pump();
+    expect(window.unackedBytes).toBe(256 * KiB);
+    drain(window);
+    window.acknowledge(window.nextSeq, 1, { now: 0, minRttMs: 200 }); // the sample starts
+    window.pump(); // full again: the window holds the session back
+    drain(window);
+    window.acknowledge(window.nextSeq, 1, { now: 200, minRttMs: 200 }); // 256 KiB in one 200 ms round trip
+    expect(window.windowBytes).toBe(512 * KiB);
+    window.pump();
+    expect(window.unackedBytes).toBe(512 * KiB);
+  });
+
+  it('sessions past the budget keep their guaranteed share; acks that free the budget wake the one that stopped on it', async () => {
+    const budget = new SendBudget(256 * KiB);
+    const first = bigFrames(budget, 1024 * KiB, 1024 * KiB);
+    let woken = 0;
+    const second = bigFrames(budget, 1024 * KiB, 1024 * KiB, () => woken++);
+    first.startWrite(Buffer.alloc(1024 * KiB), () => {});
+    first.pump();
+    expect(first.unackedBytes).toBe(256 * KiB); // the budget, not the window, stopped it
+    second.startWrite(Buffer.alloc(1024 * KiB), () => {});
+    second.pump();
+    // GUARANTEED_QUEUE_BYTES (16 KiB), though the budget is spent, and the frame that crosses it.
+    expect(second.unackedBytes).toBe(64 * KiB);
+    expect(budget.usedBytes).toBe(320 * KiB);
+    drain(first);
+    first.acknowledge(first.nextSeq, 1);
+    expect(budget.usedBytes).toBe(64 * KiB);
+    await Promise.resolve();
+    expect(woken).toBe(1);
+    second.pump();
+    expect(second.unackedBytes).toBe(256 * KiB); // all of the budget, now that it is the only one holding any
+    second.clear();
+    expect(budget.usedBytes).toBe(0);
   });
 });

@@ -7,6 +7,7 @@ import { decodeReason, encodeReason } from '../../../common/protocol/messages.js
 import { seqAdd } from '../../../common/protocol/seq.js';
 import { catchError } from '../../helpers/expect-error.js';
 import type { QueuedPacket } from '../../../common/engine/retransmit-queue.js';
+import { SendBudget } from '../../../common/engine/send-budget.js';
 import {
   Session,
   type AckTiming,
@@ -51,6 +52,8 @@ function makeSession(options: TestOptions = {}): { session: Session; owner: Reco
     sendSeq: SEND_SEQ,
     receiveSeq: RECEIVE_SEQ,
     windowBytes: 4096,
+    maxWindowBytes: options.windowBytes ?? 4096,
+    budget: new SendBudget(2 ** 40),
     maxFramePayloadBytes: 256,
     readableHighWaterMark: 64 * 1024,
     writableHighWaterMark: 16 * 1024,
