@@ -23,6 +23,8 @@ export interface CproxyOptions extends SharedCliOptions {
   target: HostPort | null;
   connectTimeoutMs: number;
   connectStaggerMs: number;
+  /** How often the host's addresses are looked at; 0: never. */
+  addressPollMs: number;
 }
 
 /** Parses cproxy's command line; throws UsageError/ConfigError with a one-line reason. */
@@ -71,6 +73,14 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
           'while a connect attempt to sproxy is pending, start another every MS milliseconds ' +
           `(default ${DEFAULT_CLIENT_CONFIG.connectStaggerMs}, or --connect-timeout if shorter)`,
         requiresArg: true,
+      })
+      .option('address-poll', {
+        type: 'string',
+        default: String(DEFAULT_CLIENT_CONFIG.addressPollMs),
+        describe:
+          "look at the host's addresses every MS milliseconds: when the link's own address goes, the link is " +
+          'dead at once and cproxy dials again from the new one (0: never; the dead-link timeout notices instead)',
+        requiresArg: true,
       }),
   )
     .example('cproxy', 'listen on 127.0.0.1:5200, link to sproxy on 127.0.0.1:6200')
@@ -116,6 +126,7 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
     target: parsed.target === undefined ? null : parseTarget(parsed.target),
     connectTimeoutMs,
     connectStaggerMs,
+    addressPollMs: parsePositiveInteger(parsed['address-poll'], 'address-poll', 0),
   };
 }
 

@@ -33,6 +33,7 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
       sendBudgetBytes: options.sendBudgetBytes,
       connectTimeoutMs: options.connectTimeoutMs,
       connectStaggerMs: options.connectStaggerMs,
+      addressPollMs: options.addressPollMs,
     },
   });
   const userSockets = new Set<Socket>();

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { systemClock, type Clock, type TimerHandle } from '../support/clock.js';
 import { resolveClientConfig, type ClientConfig } from './config.js';
-import { AuthenticationError, ClosedError, HandshakeError, ProtocolError, type EternalError } from '../support/errors.js';
+import { AddressGoneError, AuthenticationError, ClosedError, HandshakeError, ProtocolError, type EternalError } from '../support/errors.js';
+import { AddressWatch, type AddressChange } from '../transport/address-watch.js';
 import { createLink, type Link, type LinkHandler } from '../transport/link.js';
 import { silentLogger, type Logger } from '../support/logger.js';
 import { Multiplexer, type ResumeSummary } from '../engine/multiplexer.js';
@@ -33,6 +35,8 @@ export interface ClientEndpointOptions {
   clientId?: Buffer;
   /** Proof that a resume comes from the client that opened the sessions; random by default. */
   resumeToken?: Buffer;
+  /** Reads the host's addresses for the address watch (config.addressPollMs); the real interfaces by default. */
+  readAddresses?: () => Set<string>;
 }
 
 /**
@@ -93,6 +97,10 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   #everUp = false;
   /** When a lost link was last redialled at once (not after a backoff delay). */
   #lastImmediateRedialAt = Number.NEGATIVE_INFINITY;
+  /** Says when the host's addresses change (null: not watched). */
+  #addressWatch: AddressWatch | null = null;
+  /** The local address of the current link's socket, once known. */
+  #linkLocalAddress: string | null = null;
 
   constructor(options: ClientEndpointOptions) {
     super();
@@ -133,6 +141,16 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
         onRetry: (info) => this.emit('retry', info),
       },
     });
+    if (this.#config.addressPollMs > 0) {
+      const watch = new AddressWatch({
+        clock: this.#clock,
+        intervalMs: this.#config.addressPollMs,
+        ...(options.readAddresses === undefined ? {} : { read: options.readAddresses }),
+      });
+      watch.on('change', (change) => this.#onAddressesChanged(watch, change));
+      watch.start();
+      this.#addressWatch = watch;
+    }
     this.#connector.connect();
   }
 
@@ -171,6 +189,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   close(reason = 'client shutting down'): void {
     if (this.#state === 'closed') return;
     this.#setState('closed');
+    this.#addressWatch?.stop();
     this.#connector.stop();
     this.#resumeWindowTimer?.cancel();
     this.#mux.loseAll(reason);
@@ -186,6 +205,8 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     }
     this.#setState('handshaking');
     this.#socket = socket;
+    // A TLS socket answers for the TCP socket under it; a test's in-memory pair has no address.
+    this.#linkLocalAddress = (socket as Partial<Socket>).localAddress ?? null;
     const link = createLink(socket, this.#serverName, this.#config, this.#clock);
     this.#link = link;
     link.setHandler(this);
@@ -249,6 +270,25 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       this.#retryAfterFailure(error.message);
     }
   };
+
+  /**
+   * The host's addresses changed. If the link's own address is gone, the link is dead now (its
+   * peer's packets go to an address nobody holds; waiting for the dead-link timeout would cost
+   * seconds), and the redial goes at once, from whatever address the host has now. If an address
+   * appeared while no link is up, a waiting or hanging dial may get through from it: dial now.
+   */
+  #onAddressesChanged(watch: AddressWatch, change: AddressChange): void {
+    const local = this.#linkLocalAddress;
+    if (this.#link !== null && local !== null && !watch.has(local)) {
+      this.#lastImmediateRedialAt = Number.NEGATIVE_INFINITY; // not a server dropping us: redial at once
+      this.#link.fail(new AddressGoneError(local));
+      return;
+    }
+    if (this.#state === 'dialing' && change.added.length > 0) {
+      this.#logger.info({ server: this.#serverName, added: change.added }, 'new local address: dialing now');
+      this.#connector.dialNow();
+    }
+  }
 
   /** Dials again at once. */
   #redial(): void {

@@ -12,6 +12,11 @@ export interface ClientConfig extends EngineConfig {
    * equal to connectTimeoutMs, attempts never overlap. Not given, it is at most connectTimeoutMs.
    */
   connectStaggerMs: number;
+  /**
+   * The host's addresses are looked at this often (0: never): when the link's local address is
+   * gone the link is dead at once, and a new address makes a waiting dial go now.
+   */
+  addressPollMs: number;
   /** First delay between failed attempts, doubled each time (with jitter) up to the maximum. */
   reconnectBaseDelayMs: number;
   reconnectMaxDelayMs: number;
@@ -30,7 +35,8 @@ export interface ServerConfig extends EngineConfig {
 export const DEFAULT_CLIENT_CONFIG: Readonly<ClientConfig> = {
   ...DEFAULT_ENGINE_CONFIG,
   connectTimeoutMs: 2000,
-  connectStaggerMs: 500,
+  connectStaggerMs: 250,
+  addressPollMs: 200,
   reconnectBaseDelayMs: 100,
   reconnectMaxDelayMs: 1000,
 };
@@ -50,6 +56,7 @@ export function resolveClientConfig(overrides: Partial<ClientConfig> = {}): Clie
     config.connectStaggerMs = Math.min(config.connectStaggerMs, config.connectTimeoutMs);
   }
   requireInteger('connectStaggerMs', config.connectStaggerMs, 1, config.connectTimeoutMs);
+  requireInteger('addressPollMs', config.addressPollMs, 0, MAX_TIMER_MS);
   requireInteger('reconnectBaseDelayMs', config.reconnectBaseDelayMs, 1, MAX_TIMER_MS);
   requireInteger('reconnectMaxDelayMs', config.reconnectMaxDelayMs, config.reconnectBaseDelayMs, MAX_TIMER_MS);
   return config;

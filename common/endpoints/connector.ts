@@ -7,7 +7,7 @@ import type { ClientConfig } from './config.js';
 
 /**
  * Connect attempts in flight at most, whatever connectStaggerMs says: a guard against a very short
- * stagger opening sockets by the hundred. With the defaults (2000 / 500 ms) the cap is 4.
+ * stagger opening sockets by the hundred. With the defaults (2000 / 250 ms) the cap is 8.
  */
 const MAX_ATTEMPTS_IN_FLIGHT = 8;
 
@@ -121,6 +121,23 @@ export class Connector {
     this.#phase = 'connecting';
     this.#logger.debug({ server: this.#serverName, attempt: this.#nextAttempt }, 'connecting');
     this.#startAttempt();
+  }
+
+  /**
+   * Something changed that may let an attempt through now (a new local address): a round that
+   * waits on its backoff starts at once, and one whose attempts hang gets a fresh one now (those
+   * pending went out from the old address, or into a route that had none), within the cap.
+   */
+  dialNow(): void {
+    if (this.#stopped) return;
+    if (this.#phase === 'waiting') {
+      this.#retryTimer?.cancel();
+      this.#retryTimer = null;
+      this.connect();
+    } else if (this.#phase === 'connecting') {
+      this.#staggerDue = true;
+      this.#startStaggeredAttempt();
+    }
   }
 
   /** Stops for good: no more attempts, and every pending one is destroyed. Idempotent. */

@@ -11,6 +11,7 @@ export type EternalErrorCode =
   | 'ETCP_ERR_AUTH'
   | 'ETCP_ERR_LIMIT'
   | 'ETCP_ERR_LINK_DEAD'
+  | 'ETCP_ERR_ADDRESS_GONE'
   | 'ETCP_ERR_LINK_CLOSED'
   | 'ETCP_ERR_SESSION_RESET'
   | 'ETCP_ERR_SESSION_LOST'
@@ -84,6 +85,13 @@ export class LimitError extends EternalError {
 export class LinkDeadError extends EternalError {
   constructor(readonly silentMs: number) {
     super('ETCP_ERR_LINK_DEAD', `no packet from the peer for ${silentMs} ms`);
+  }
+}
+
+/** The local address the link's socket is bound to left the host: nothing will arrive on it again. */
+export class AddressGoneError extends EternalError {
+  constructor(readonly address: string) {
+    super('ETCP_ERR_ADDRESS_GONE', `local address ${address} is gone`);
   }
 }
 

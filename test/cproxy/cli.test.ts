@@ -12,7 +12,9 @@ describe('cproxy command line', () => {
     expect(options.deadAfterMs).toBe(3000);
     expect(options.resumeWindowMs).toBe(86_400_000);
     expect(options.connectTimeoutMs).toBe(2000);
-    expect(options.connectStaggerMs).toBe(500);
+    expect(options.connectStaggerMs).toBe(250);
+    expect(options.addressPollMs).toBe(200);
+    expect(parseCproxyArgs(['--address-poll', '0']).addressPollMs).toBe(0);
     expect(options.windowBytes).toBe(2 * 1024 * 1024);
     expect(options.logLevel).toBe('info');
   });
@@ -35,7 +37,8 @@ describe('cproxy command line', () => {
   });
 
   it('lowers the default --connect-stagger to a shorter --connect-timeout', () => {
-    expect(parseCproxyArgs(['--connect-timeout', '400']).connectStaggerMs).toBe(400);
+    expect(parseCproxyArgs(['--connect-timeout', '200']).connectStaggerMs).toBe(200);
+    expect(parseCproxyArgs(['--connect-timeout', '400']).connectStaggerMs).toBe(250);
   });
 
   it('takes a bare port for --listen and IPv6 in brackets', () => {

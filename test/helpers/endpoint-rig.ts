@@ -42,6 +42,8 @@ export interface RigOptions {
   mode?: DialMode;
   customDial?: Dialer;
   clock?: ManualClock;
+  /** The client's view of the host's addresses (its address watch); the real interfaces by default. */
+  readAddresses?: () => Set<string>;
 }
 
 interface TcpState {
@@ -110,6 +112,7 @@ export class Rig {
       clock: this.clock,
       ...(options.client === undefined ? {} : { config: options.client }),
       ...(options.random === undefined ? {} : { random: options.random }),
+      ...(options.readAddresses === undefined ? {} : { readAddresses: options.readAddresses }),
     });
     this.client = client;
     onCleanup(() => client.close('test over'));

@@ -99,7 +99,8 @@ describe('validation', () => {
     );
     expectConfigError(() => resolveClientConfig({ connectStaggerMs: 0 }), 'connectStaggerMs must be an integer from 1 to 2000, got 0');
     // Not given, the stagger follows a connect timeout shorter than its default.
-    expect(resolveClientConfig({ connectTimeoutMs: 400 }).connectStaggerMs).toBe(400);
-    expect(resolveClientConfig({}).connectStaggerMs).toBe(500);
+    expect(resolveClientConfig({ connectTimeoutMs: 200 }).connectStaggerMs).toBe(200);
+    expect(resolveClientConfig({ connectTimeoutMs: 400 }).connectStaggerMs).toBe(250);
+    expect(resolveClientConfig({}).connectStaggerMs).toBe(250);
   });
 });

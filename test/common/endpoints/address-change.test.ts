@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { settle } from '../../helpers/duplex-pair.js';
+import { QUIET_TIMERS, Rig } from '../../helpers/endpoint-rig.js';
+
+/** The host's addresses as the client's watch sees them, changed by the test. */
+class FakeHost {
+  addresses = new Set(['127.0.0.1', '10.0.0.2']);
+  readonly read = (): Set<string> => new Set(this.addresses);
+}
+
+describe('endpoints: the host\'s addresses change', () => {
+  it('the link\'s own address gone: the link is dead at the next look, and the redial goes at once, even right after another', async () => {
+    const host = new FakeHost();
+    const rig = await Rig.start({
+      transport: 'tcp',
+      client: { ...QUIET_TIMERS, addressPollMs: 200, reconnectBaseDelayMs: 100, reconnectMaxDelayMs: 1000 },
+      readAddresses: host.read,
+    });
+    await rig.nextUp();
+    // A first loss: redialled at once, which would make the next immediate redial wait a backoff step.
+    let up = rig.nextUp();
+    rig.cut();
+    await up;
+    expect(rig.dialTimes).toEqual([0, 0]);
+
+    // The link's socket is bound to 127.0.0.1, which the host no longer has.
+    host.addresses.delete('127.0.0.1');
+    up = rig.nextUp();
+    await rig.clock.advance(199);
+    expect(rig.downs).toHaveLength(1);
+    await rig.clock.advance(1);
+    expect(rig.downs.map((error) => error.code)).toEqual(['ETCP_ERR_LINK_CLOSED', 'ETCP_ERR_ADDRESS_GONE']);
+    expect(rig.downs[1]?.message).toBe('local address 127.0.0.1 is gone');
+    host.addresses.add('127.0.0.1'); // the new link's address (the test can only dial loopback)
+    expect(rig.dialTimes).toEqual([0, 0, 200]);
+    expect(rig.retries).toEqual([]);
+    await up;
+  });
+
+  it('an address appears while a dial waits on its backoff: it goes now; no change, no early dial', async () => {
+    const host = new FakeHost();
+    const rig = Rig.memory({
+      mode: 'refuse',
+      client: { ...QUIET_TIMERS, addressPollMs: 200, reconnectBaseDelayMs: 5000, reconnectMaxDelayMs: 5000 },
+      random: () => 0.99,
+      readAddresses: host.read,
+    });
+    await settle();
+    expect(rig.retries).toHaveLength(1);
+    const waitMs = rig.retries[0]?.delayMs as number;
+    expect(waitMs).toBeGreaterThan(4000);
+    await rig.clock.advance(1000);
+    expect(rig.dialTimes).toEqual([0]); // nothing changed: the backoff holds
+    rig.mode = 'accept';
+    host.addresses.add('192.168.1.20');
+    await rig.clock.advance(200);
+    await settle();
+    expect(rig.dialTimes).toEqual([0, 1200]);
+    expect(rig.ups).toHaveLength(1);
+  });
+
+  it('addressPollMs 0: nothing is watched, and a gone address is noticed only by the dead-link timeout', async () => {
+    const host = new FakeHost();
+    const rig = await Rig.start({ transport: 'tcp', client: { ...QUIET_TIMERS, addressPollMs: 0 }, server: QUIET_TIMERS, readAddresses: host.read });
+    await rig.nextUp();
+    host.addresses.clear();
+    await rig.clock.advance(5000);
+    expect(rig.downs.map((error) => error.message)).toEqual([]);
+  });
+});
