@@ -4,19 +4,22 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { systemClock, type Clock, type TimerHandle } from '../support/clock.js';
 import { resolveClientConfig, type ClientConfig } from './config.js';
-import { AddressGoneError, AuthenticationError, ClosedError, HandshakeError, ProtocolError, type EternalError } from '../support/errors.js';
+import { AddressGoneError, AuthenticationError, ClosedError, HandshakeError, LinkClosedError, type EternalError } from '../support/errors.js';
 import { AddressWatch, type AddressChange } from '../transport/address-watch.js';
 import { createLink, type Link, type LinkHandler } from '../transport/link.js';
-import { silentLogger, type Logger } from '../support/logger.js';
+import { silentLogger, type LogFields, type Logger } from '../support/logger.js';
 import { Multiplexer, type ResumeSummary } from '../engine/multiplexer.js';
-import { CLIENT_ID_BYTES, GoAwayCode, LINK_SESSION_ID, PacketType, RESUME_TOKEN_BYTES } from '../protocol/constants.js';
+import { CLIENT_ID_BYTES, LINK_SESSION_ID, PacketType, RESUME_TOKEN_BYTES } from '../protocol/constants.js';
 import type { Frame } from '../protocol/frame-decoder.js';
-import { decodeReason, decodeWelcome, encodeHello } from '../protocol/messages.js';
+import { encodeHello } from '../protocol/messages.js';
 import { Connector, type Dialer } from './connector.js';
+import { ackWaitLimitMs, probeDeadlineMs, readWelcome, SecondLink } from './second-link.js';
 import type { FinishReason, Session } from '../engine/session.js';
 
 /** Authentication failures in a row after which the sessions are given up (see #onAuthenticationFailure). */
 const AUTHENTICATION_FAILURES_TO_GIVE_UP = 3;
+/** How often, while a link is up, the client looks at how long its acks have been waited for. */
+const ACK_WAIT_CHECK_MS = 100;
 
 export type { Dialer } from './connector.js';
 
@@ -101,6 +104,17 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   #addressWatch: AddressWatch | null = null;
   /** The local address of the current link's socket, once known. */
   #linkLocalAddress: string | null = null;
+  /** A probe's deadline, while one is unanswered. */
+  #probeTimer: TimerHandle | null = null;
+  /** Looks, while a link is up, at how long its acks have been waited for. */
+  readonly #ackWaitTimer: TimerHandle;
+  /** The current wait for an ack was probed already. */
+  #ackWaitProbed = false;
+  /** A second link being made beside the current one (make before break). */
+  #secondLink: SecondLink | null = null;
+  /** When the second link now being resumed on was dialled (for the log of the switch). */
+  #switchStartedAt: number | null = null;
+  readonly #dial: Dialer;
 
   constructor(options: ClientEndpointOptions) {
     super();
@@ -124,6 +138,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       this.#mux.loseAll(`sproxy closed the link: ${reason}`);
     });
     this.#mux.on('session-finished', (session, reason, detail) => this.emit('session-finished', session, reason, detail));
+    this.#dial = options.dial;
     this.#connector = new Connector({
       dial: options.dial,
       config: this.#config,
@@ -151,6 +166,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       watch.start();
       this.#addressWatch = watch;
     }
+    this.#ackWaitTimer = this.#clock.setInterval(() => this.#checkAckWait(), ACK_WAIT_CHECK_MS);
     this.#connector.connect();
   }
 
@@ -190,6 +206,9 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     if (this.#state === 'closed') return;
     this.#setState('closed');
     this.#addressWatch?.stop();
+    this.#probeTimer?.cancel();
+    this.#ackWaitTimer.cancel();
+    this.#secondLink?.abandon(reason);
     this.#connector.stop();
     this.#resumeWindowTimer?.cancel();
     this.#mux.loseAll(reason);
@@ -222,14 +241,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
 
   // LinkHandler while handshaking; the multiplexer takes over on WELCOME.
   onFrame(link: Link, frame: Frame): void {
-    if (frame.header.type !== PacketType.Welcome) {
-      if (frame.header.type === PacketType.GoAway) {
-        const reason = `sproxy refused the link: ${decodeReason(frame.payload)}`;
-        throw frame.header.ack === GoAwayCode.Authentication ? new AuthenticationError(reason) : new HandshakeError(reason);
-      }
-      throw new ProtocolError(`expected WELCOME, got ${PacketType[frame.header.type] ?? frame.header.type}`);
-    }
-    const welcome = decodeWelcome(frame.payload);
+    const welcome = readWelcome(frame);
     this.#knownClient = welcome.knownClient;
     this.#authenticationFailed = false;
     this.#authenticationFailures = 0;
@@ -253,6 +265,13 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       this.#armResumeWindow();
       this.#logger.warn({ server: this.#serverName, reason: error.message, code: error.code, ...this.#pathFields() }, 'link down');
       this.emit('down', error);
+      this.#probeTimer?.cancel();
+      this.#probeTimer = null;
+      if (this.#secondLink !== null) {
+        // A second link is on its way already: it takes the sessions, or its failure redials.
+        this.#setState('dialing');
+        return;
+      }
       // The first attempt after a lost link goes out at once: the path is often fine already. At
       // most one such attempt per maximum backoff delay, so that a server that accepts and then
       // drops us cannot drive a busy loop.
@@ -287,7 +306,91 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     if (this.#state === 'dialing' && change.added.length > 0) {
       this.#logger.info({ server: this.#serverName, added: change.added }, 'new local address: dialing now');
       this.#connector.dialNow();
+      return;
     }
+    // Ours is still there, but the route to the server may now leave from another (Wi-Fi to LTE,
+    // the old network silently gone): ask the link whether it still works.
+    if (this.#state === 'up') this.#probeLink({ added: change.added, removed: change.removed });
+  }
+
+  /**
+   * Bytes in flight and no ack for longer than the path's ack timeout: probe the link (once per
+   * wait; a link that stays silent ends at the dead-link timeout, as always). A slow path keeps
+   * acks coming and never gets here; a path that stopped does within a few round trips.
+   */
+  #checkAckWait(): void {
+    if (this.#state !== 'up' || this.#link === null) return;
+    const waitedMs = this.#mux.ackWaitMs();
+    if (waitedMs === 0) {
+      this.#ackWaitProbed = false;
+      return;
+    }
+    if (this.#ackWaitProbed || waitedMs < ackWaitLimitMs(this.#mux.path)) return;
+    this.#ackWaitProbed = true;
+    this.#probeLink({ reason: `no ack for ${Math.round(waitedMs)} ms` });
+  }
+
+  /**
+   * Sends a probe on the link; if its answer is late, dials a second link alongside (make before
+   * break, see second-link.ts). An answer in time means the link is fine: nothing more happens.
+   */
+  #probeLink(cause: LogFields): void {
+    const link = this.#link;
+    if (link === null || this.#probeTimer !== null || this.#secondLink !== null) return;
+    const dueMs = probeDeadlineMs(this.#mux.path);
+    const sentAt = this.#clock.now();
+    const why = { server: this.#serverName, ...cause };
+    link.probe(() => {
+      if (this.#probeTimer === null) return;
+      this.#probeTimer.cancel();
+      this.#probeTimer = null;
+      this.#logger.debug({ ...why, answeredInMs: Math.round(this.#clock.now() - sentAt) }, 'the link answered its probe');
+    });
+    this.#probeTimer = this.#clock.setTimeout(() => {
+      this.#probeTimer = null;
+      if (this.#link !== link || this.#state !== 'up') return;
+      this.#logger.info({ ...why, dueMs }, `probe unanswered after ${dueMs} ms: dialing a second link`);
+      this.#dialSecondLink();
+    }, dueMs);
+  }
+
+  #dialSecondLink(): void {
+    const second = new SecondLink({
+      dial: this.#dial,
+      hello: { clientId: this.clientId, resumeToken: this.#resumeToken },
+      serverName: this.#serverName,
+      config: this.#config,
+      clock: this.#clock,
+      onWelcome: (link, socket, welcome, roundTripMs) => {
+        this.#secondLink = null;
+        this.#switchTo(link, socket, welcome.knownClient, roundTripMs, second.startedAt);
+      },
+      onFailed: (reason) => {
+        this.#secondLink = null;
+        this.#logger.info({ server: this.#serverName, reason }, 'second link could not be made; the first is all there is');
+        // The first died meanwhile, waiting on this one: dial as after any lost link.
+        if (this.#link === null && this.#state === 'dialing') this.#redial();
+      },
+    });
+    this.#secondLink = second;
+  }
+
+  /**
+   * Moves the sessions onto a second link that reached WELCOME and closes the first: sproxy has
+   * already switched to it (the new link's HELLO supersedes the old, §5.4), and the resume exchange
+   * on it settles what either side had sent on the first.
+   */
+  #switchTo(link: Link, socket: Duplex, knownClient: boolean, roundTripMs: number, dialledAt: number): void {
+    const first = this.#link;
+    this.#link = link;
+    this.#socket = socket;
+    this.#linkLocalAddress = (socket as Partial<Socket>).localAddress ?? null;
+    this.#knownClient = knownClient;
+    this.#switchStartedAt = dialledAt;
+    link.onDown(this.#onLinkDown);
+    this.#setState('up');
+    this.#mux.attach(link, knownClient, roundTripMs);
+    first?.fail(new LinkClosedError('replaced by a second link'));
   }
 
   /** Dials again at once. */
@@ -338,17 +441,25 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     const downMs = this.#downSince === null ? null : Math.round(this.#clock.now() - this.#downSince);
     // Every attempt since the link was last up: failed, abandoned, and this one.
     const attempts = this.#connector.attemptsSinceUp;
+    // A switch to a second link: how long since it was dialled, the first still carrying sessions meanwhile.
+    const switchMs = this.#switchStartedAt === null ? undefined : Math.round(this.#clock.now() - this.#switchStartedAt);
+    this.#switchStartedAt = null;
     this.#logger.info(
       {
         server: this.#serverName,
         attempts,
         downMs,
+        ...(switchMs === undefined ? {} : { switchMs }),
         sessions: summary.sessions,
         resentPackets: summary.resentPackets,
         lostSessions: summary.lostSessions,
         ...this.#pathFields(),
       },
-      this.#everUp ? 'link up: sessions resumed' : 'link up',
+      switchMs !== undefined
+        ? `link up: switched to the second link in ${switchMs} ms, ${summary.sessions} sessions resumed`
+        : this.#everUp
+          ? 'link up: sessions resumed'
+          : 'link up',
     );
     this.#everUp = true;
     this.#connector.resetCounts();

@@ -113,6 +113,11 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     return this.#scheduler.path();
   }
 
+  /** How long bytes have been in flight on the link without an ack moving them (0: nothing in flight). */
+  ackWaitMs(): number {
+    return this.#scheduler.ackWaitMs(this.#sessions.values());
+  }
+
   /** Payload bytes held in send queues by every session charged to this multiplexer's budget. */
   get queuedSendBytes(): number {
     return this.#sendBudget.usedBytes;

@@ -8,6 +8,7 @@ import type { EngineConfig } from './config.js';
 import { Fifo } from './fifo.js';
 import type { QueuedPacket } from './retransmit-queue.js';
 import type { AckTiming, OutputTiming, Session } from './session.js';
+import { RttEstimator } from './rtt-estimator.js';
 import { SharedLinkBudget } from './shared-link.js';
 
 /** An unsequenced packet for the current link (SYNC, SYNC_END, GOAWAY, a lone ACK). */
@@ -36,6 +37,8 @@ export interface Slot {
   /** A packet the peer acks at once, timed to measure the round trip: its seq, and when it went (-1: none). */
   probeSeq: number;
   probeSentAt: number;
+  /** Since when the session has had bytes in flight with no ack moving them (-1: none in flight). */
+  waitingSince: number;
 }
 
 export const EMPTY_PAYLOAD = Buffer.alloc(0);
@@ -44,6 +47,8 @@ export const EMPTY_PAYLOAD = Buffer.alloc(0);
 export interface PathEstimate {
   minRttMs: number | null;
   rateBitsPerSecond: number | null;
+  /** How long an ack may take before its lateness means something (RFC 6298's RTO, unclamped). */
+  ackTimeoutMs: number | null;
 }
 
 export interface SendSchedulerOptions {
@@ -79,6 +84,8 @@ export class SendScheduler {
   #busy = false;
   /** How much each session may have in flight while several are sending. */
   readonly #sharedLink: SharedLinkBudget;
+  /** The link's smoothed round trip and its deviation, for how late an ack may be. */
+  readonly #rtt = new RttEstimator();
 
   constructor(options: SendSchedulerOptions) {
     this.#config = options.config;
@@ -88,7 +95,7 @@ export class SendScheduler {
 
   /** A fresh slot for a new session, in no queue. */
   static slotFor(session: Session): Slot {
-    return { session, ready: false, ackDue: false, ackDelayed: false, sentSinceAckRequest: 0, probeSeq: 0, probeSentAt: -1 };
+    return { session, ready: false, ackDue: false, ackDelayed: false, sentSinceAckRequest: 0, probeSeq: 0, probeSentAt: -1, waitingSince: -1 };
   }
 
   /**
@@ -100,13 +107,31 @@ export class SendScheduler {
     this.#sessionsRunning = false;
     this.#control = [];
     this.#sharedLink.newPath();
-    if (roundTripMs !== undefined) this.#sharedLink.noteRoundTrip(roundTripMs);
+    this.#rtt.reset();
+    if (roundTripMs !== undefined) this.#noteRoundTrip(roundTripMs);
+  }
+
+  #noteRoundTrip(rttMs: number): void {
+    this.#sharedLink.noteRoundTrip(rttMs);
+    this.#rtt.noteSample(rttMs);
+  }
+
+  /**
+   * How long the longest-waiting session has had bytes in flight on the link without an ack
+   * moving them (0 when nothing is in flight): a path that stopped delivering shows here within
+   * a round trip or two, long before the dead-link timeout. `slots`: the multiplexer's.
+   */
+  ackWaitMs(slots: Iterable<Slot>): number {
+    const now = this.#clock.now();
+    let longest = 0;
+    for (const slot of slots) if (slot.waitingSince >= 0) longest = Math.max(longest, now - slot.waitingSince);
+    return longest;
   }
 
   /** What the current (or last) link's path was measured to be: its fastest round trip and best recent rate. */
   path(): PathEstimate {
     const rate = this.#sharedLink.deliveryRate(this.#clock.now());
-    return { minRttMs: this.#sharedLink.minRttMs, rateBitsPerSecond: rate === null ? null : rate * 8000 };
+    return { minRttMs: this.#sharedLink.minRttMs, rateBitsPerSecond: rate === null ? null : rate * 8000, ackTimeoutMs: this.#rtt.timeoutMs };
   }
 
   /** The link is gone: nothing is queued for it any more, and no slot is in a queue. */
@@ -120,6 +145,7 @@ export class SendScheduler {
     for (const slot of slots) {
       slot.ready = slot.ackDue = slot.ackDelayed = false;
       slot.probeSentAt = -1; // its ack, if any, will not time this link
+      slot.waitingSince = -1; // nothing is in flight on no link
     }
     this.#ackTimer?.cancel();
     this.#ackTimer = null;
@@ -185,8 +211,12 @@ export class SendScheduler {
     const now = this.#clock.now();
     slot.session.acknowledge(ack, { now, minRttMs: this.#sharedLink.minRttMs });
     if (slot.probeSentAt >= 0 && seqBefore(slot.probeSeq, ack)) {
-      this.#sharedLink.noteRoundTrip(now - slot.probeSentAt);
+      this.#noteRoundTrip(now - slot.probeSentAt);
       slot.probeSentAt = -1;
+    }
+    // An ack that moved: the wait starts again from now, or ends with nothing left in flight.
+    if (slot.session.inFlightBytes !== inFlightBefore || slot.session.inFlightBytes === 0) {
+      slot.waitingSince = slot.session.inFlightBytes > 0 ? now : -1;
     }
     this.#sharedLink.noteDelivered(inFlightBefore - slot.session.inFlightBytes, now);
     // Unsent packets mean the session is not finished (finishing clears its queue): still ours.
@@ -281,6 +311,7 @@ export class SendScheduler {
       if (session.inFlightBytes >= budget) continue;
       const packet = session.takeNextPacket();
       if (packet !== null) {
+        if (slot.waitingSince < 0) slot.waitingSince = now;
         this.#sharedLink.noteSent(slot, now);
         const type = this.#typeToWrite(slot, packet, budget, now);
         link.writePacket(type, session.id, packet.seq, session.takeAck(), packet.payload);

@@ -89,6 +89,9 @@ export class Link {
   #waitingForDrain = false;
   #socketError: Error | null = null;
   #bytesReceived = 0;
+  /** Probes sent and not answered yet, by id (the HEARTBEAT's seq), with what to call on the answer. */
+  readonly #probes = new Map<number, () => void>();
+  #lastProbeId = 0;
 
   constructor(options: LinkOptions) {
     this.peer = options.peer;
@@ -184,6 +187,28 @@ export class Link {
     this.#goDown(error, false);
   }
 
+  /**
+   * Asks the peer to answer at once: a HEARTBEAT whose seq is nonzero (the probe's id), which the
+   * peer answers with a HEARTBEAT whose ack is that id. `onAnswer` is called when the answer
+   * arrives, if it does. A peer older than probes drops it like any HEARTBEAT and never answers,
+   * which the caller takes as a late answer: harmless, it only costs a second link.
+   */
+  probe(onAnswer: () => void): void {
+    if (this.#state !== 'up') return;
+    this.#lastProbeId = this.#lastProbeId >= 0xffffffff ? 1 : this.#lastProbeId + 1;
+    this.#probes.set(this.#lastProbeId, onAnswer);
+    this.#socket.write(encodeHeader({ type: PacketType.Heartbeat, sessionId: LINK_SESSION_ID, seq: this.#lastProbeId, ack: 0, length: 0 }));
+  }
+
+  /** A HEARTBEAT arrived: a probe to answer (seq), an answer to our probe (ack), or neither. */
+  #onHeartbeat(seq: number, ack: number): void {
+    if (seq !== 0) this.#socket.write(encodeHeader({ type: PacketType.Heartbeat, sessionId: LINK_SESSION_ID, seq: 0, ack: seq, length: 0 }));
+    if (ack === 0) return;
+    const onAnswer = this.#probes.get(ack);
+    this.#probes.delete(ack);
+    onAnswer?.();
+  }
+
   #sendHeartbeat(): void {
     if (this.#state === 'up') this.#socket.write(HEARTBEAT_HEADER);
   }
@@ -208,6 +233,7 @@ export class Link {
       // One frame at a time: handling a frame may change how the next is decoded (the payload limit).
       for (let frame = this.#decoder.next(); frame !== null; frame = this.#decoder.next()) {
         if (frame.header.type !== PacketType.Heartbeat) this.#handler?.onFrame(this, frame);
+        else if (frame.header.seq !== 0 || frame.header.ack !== 0) this.#onHeartbeat(frame.header.seq, frame.header.ack);
         if (this.#state !== 'up') return;
       }
     } catch (error) {
@@ -254,6 +280,7 @@ export class Link {
       this.#socket.resume();
     }
     this.#handler = null;
+    this.#probes.clear(); // never to be answered
     for (const listener of this.#downListeners.splice(0)) listener(this, error);
   }
 }

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TwoHostNetwork } from '../../netlab/two-hosts.js';
@@ -11,6 +11,7 @@ const PEER = join(REPO_ROOT, 'test', 'fixtures', 'wan-peer.mjs');
 const TARGET_PORT = 7000;
 const LINK_PORT = 6202;
 const ROAMED_ADDRESS = '10.77.0.3';
+const SECOND_ADDRESS = '10.77.0.5';
 const KEY_INTERVAL_MS = 20;
 
 interface KeysResult {
@@ -88,6 +89,71 @@ describe('roaming and outages on two hosts (namespaces, with a secret)', () => {
       (line) => line.msg === 'link up: client resumed' && String(line['peer']).startsWith(`${ROAMED_ADDRESS}:`),
     );
     expect(resumed.time).toBeGreaterThan(roamedAt);
+  }, 60_000);
+
+  it('a second address that the route prefers, the old one silently dead: a probe, a second link, the sessions moved within a second', async () => {
+    // ROAMING_NO_WATCH=1 runs this with `--address-poll 0`, to see it fail (seen: 3.0 s).
+    const hosts = new TwoHostNetwork(`m${process.pid % 10_000}`);
+    hosts.create();
+    defer(() => hosts.destroyNamespaces());
+    const { sproxy, cproxy } = await startPair(hosts, process.env['ROAMING_NO_WATCH'] === '1' ? ['--address-poll', '0'] : []);
+    const onClient = (...command: string[]): void => {
+      execFileSync('ip', ['netns', 'exec', hosts.client, ...command]);
+    };
+    let roamedAt = 0;
+    const { samples } = await typeKeys(hosts, 150, async () => {
+      await sleep(1000);
+      roamedAt = Date.now();
+      // Wi-Fi to LTE: the old network swallows everything without a word, the new address comes
+      // up, and the route to the server now leaves from it. The old address stays.
+      onClient('iptables', '-I', 'OUTPUT', '-s', TwoHostNetwork.CLIENT_ADDRESS, '-j', 'DROP');
+      onClient('iptables', '-I', 'INPUT', '-d', TwoHostNetwork.CLIENT_ADDRESS, '-j', 'DROP');
+      onClient('ip', 'addr', 'add', `${SECOND_ADDRESS}/${TwoHostNetwork.PREFIX_LENGTH}`, 'dev', hosts.clientDevice);
+      onClient('ip', 'route', 'add', `${TwoHostNetwork.SERVER_ADDRESS}/32`, 'dev', hosts.clientDevice, 'src', SECOND_ADDRESS);
+    });
+    const longest = Math.max(...samples);
+    console.log(`make before break: the longest a key waited for its echo was ${Math.round(longest)} ms`);
+    // Seen: 371-380 ms (the watch's look, then the probe's 200 ms, then the second link's handshake).
+    expect(longest).toBeLessThan(1000);
+    const switched = await cproxy.proc.waitForLog((line) => line.msg.startsWith('link up: switched to the second link'));
+    expect(switched['sessions']).toBe(1);
+    expect(cproxy.proc.logs.some((line) => line.msg.startsWith('probe unanswered after'))).toBe(true);
+    expect(cproxy.proc.logs.filter((line) => line.msg === 'link down')).toEqual([]); // never down: made before broken
+    const resumed = await sproxy.proc.waitForLog(
+      (line) => line.msg === 'link up: client resumed' && String(line['peer']).startsWith(`${SECOND_ADDRESS}:`),
+    );
+    expect(resumed.time).toBeGreaterThan(roamedAt);
+  }, 60_000);
+
+  it('a middlebox forgets the link (its packets dropped, new connections fine): unacked bytes, a probe, a second link within a second', async () => {
+    // As a NAT that dropped its mapping: the link's own 4-tuple is dead, nothing else. Without
+    // the wait for acks, only the dead-link timeout (3 s) would notice.
+    const hosts = new TwoHostNetwork(`n${process.pid % 10_000}`);
+    hosts.create();
+    defer(() => hosts.destroyNamespaces());
+    const { cproxy } = await startPair(hosts);
+    const linkPort = execFileSync('ip', ['netns', 'exec', hosts.client, 'ss', '-Htn', 'state', 'established', `( dport = :${LINK_PORT} )`], {
+      encoding: 'utf8',
+    })
+      .trim()
+      .split(/\s+/)[2]
+      ?.split(':')
+      .at(-1);
+    expect(linkPort).toMatch(/^\d+$/);
+    const { samples } = await typeKeys(hosts, 150, async () => {
+      await sleep(1000);
+      for (const chain of [['OUTPUT', '--sport'], ['INPUT', '--dport']] as const) {
+        execFileSync('ip', ['netns', 'exec', hosts.client, 'iptables', '-I', chain[0], '-p', 'tcp', chain[1], String(linkPort), '-j', 'DROP']);
+      }
+    });
+    const longest = Math.max(...samples);
+    console.log(`forgotten link: the longest a key waited for its echo was ${Math.round(longest)} ms`);
+    // Seen: 562 ms (300 ms without an ack, a look every 100 ms, the probe's 200 ms, a handshake);
+    // with the check for acks switched off, 2991 ms.
+    expect(longest).toBeLessThan(1000);
+    const probed = await cproxy.proc.waitForLog((line) => line.msg.startsWith('probe unanswered after'));
+    expect(String(probed['reason'])).toMatch(/^no ack for \d+ ms$/);
+    await cproxy.proc.waitForLog((line) => line.msg.startsWith('link up: switched to the second link'));
   }, 60_000);
 
   it('a 6 s silent outage: the first echo comes within 300 ms of the path returning', async () => {

@@ -68,3 +68,51 @@ describe('endpoints: the host\'s addresses change', () => {
     expect(rig.downs.map((error) => error.message)).toEqual([]);
   });
 });
+
+describe('endpoints: make before break after an address change', () => {
+  const config = { ...QUIET_TIMERS, addressPollMs: 200 };
+
+  it('a probe answered in time: nothing more happens', async () => {
+    const host = new FakeHost();
+    const rig = Rig.memory({ client: config, server: QUIET_TIMERS, readAddresses: host.read });
+    await rig.nextUp();
+    host.addresses.add('192.168.1.20');
+    await rig.clock.advance(200);
+    await settle();
+    await rig.clock.advance(5000);
+    expect(rig.dialTimes).toEqual([0]);
+    expect(rig.downs).toEqual([]);
+  });
+
+  it('a probe unanswered (the old path silently dead): a second link, the sessions moved to it intact, the first closed', async () => {
+    const host = new FakeHost();
+    const rig = Rig.memory({ client: config, server: QUIET_TIMERS, readAddresses: host.read });
+    await rig.nextUp();
+    const session = rig.open();
+    const atServer = await rig.serverSession(0);
+    const received: Buffer[] = [];
+    atServer.on('data', (chunk: Buffer) => received.push(chunk));
+    session.write('before ');
+    await settle();
+    const first = rig.pair;
+    first.pause(); // the old network: everything on it vanishes, and nothing says so
+    session.write('during ');
+    host.addresses.add('192.168.1.20');
+    await rig.clock.advance(200); // the watch sees the new address: a probe goes out
+    const switched = rig.nextUp();
+    await rig.clock.advance(199);
+    expect(rig.dialTimes).toEqual([0]); // the probe's deadline (200 ms on an unmeasured path) not yet reached
+    await rig.clock.advance(1);
+    expect(rig.dialTimes).toEqual([0, 400]); // a second link, while the first is still up
+    expect(rig.downs).toEqual([]);
+    await switched;
+    session.write('after');
+    await settle();
+    expect(Buffer.concat(received).toString()).toBe('before during after');
+    // The first link was closed, its socket destroyed; the sessions were never down meanwhile.
+    expect(first.a.destroyed).toBe(true);
+    expect(rig.downs).toEqual([]);
+    expect(rig.ups).toHaveLength(2);
+    expect(rig.client.state).toBe('up');
+  });
+});

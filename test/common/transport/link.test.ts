@@ -61,6 +61,18 @@ function header(type: number, length: number, sessionId = LINK_SESSION_ID): Buff
   return encodeHeader({ type, sessionId, seq: 0, ack: 0, length });
 }
 
+/** Two links over one in-memory pair, each the other's peer. */
+function backToBack(): { clock: ManualClock; left: Link; right: Link } {
+  const clock = new ManualClock();
+  const [a, b] = MemorySocket.pair();
+  const options = { clock, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS, deadAfterMs: DEAD_AFTER_MS, writeHighWaterBytes: 65536 };
+  const left = new Link({ ...options, socket: a, peer: 'right' });
+  onCleanup(() => left.fail(new LinkClosedError('test over')));
+  const right = new Link({ ...options, socket: b, peer: 'left' });
+  onCleanup(() => right.fail(new LinkClosedError('test over')));
+  return { clock, left, right };
+}
+
 interface Downs {
   calls: Array<{ link: Link; error: EternalError }>;
 }
@@ -202,13 +214,7 @@ describe('Link: dead-link detection', () => {
   });
 
   it('two links back to back keep each other up with their own heartbeats', async () => {
-    const clock = new ManualClock();
-    const [a, b] = MemorySocket.pair();
-    const options = { clock, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS, deadAfterMs: DEAD_AFTER_MS, writeHighWaterBytes: 65536 };
-    const left = new Link({ ...options, socket: a, peer: 'right' });
-    onCleanup(() => left.fail(new LinkClosedError('test over')));
-    const right = new Link({ ...options, socket: b, peer: 'left' });
-    onCleanup(() => right.fail(new LinkClosedError('test over')));
+    const { clock, left, right } = backToBack();
 
     await clock.advance(60_000);
     expect(left.state).toBe('up');
@@ -460,5 +466,40 @@ describe('Link: write backpressure', () => {
     expect(near.writableNeedDrain).toBe(false);
     await new Promise<void>((resolve) => setImmediate(resolve));
     expect(handler.writableCalls).toBe(1);
+  });
+});
+
+describe('Link: probes (a HEARTBEAT that asks for an answer at once)', () => {
+  it('answers a probe with its id, calls back on the answer to its own, and a plain HEARTBEAT asks nothing', async () => {
+    const { link, far, handler } = makeLink();
+    // The peer probes us: we answer with a HEARTBEAT whose ack is the probe's id.
+    far.socket.write(encodeHeader({ type: PacketType.Heartbeat, sessionId: LINK_SESSION_ID, seq: 77, ack: 0, length: 0 }));
+    far.sendHeartbeat();
+    await settle();
+    const answers = far.frames.filter((frame) => frame.header.type === PacketType.Heartbeat && frame.header.ack !== 0);
+    expect(answers.map((frame) => [frame.header.seq, frame.header.ack])).toEqual([[0, 77]]);
+
+    // We probe the peer: the answer calls back once; an answer to nothing calls nothing.
+    let answered = 0;
+    link.probe(() => answered++);
+    await settle();
+    const probe = far.frames.filter((frame) => frame.header.type === PacketType.Heartbeat && frame.header.seq !== 0).at(-1);
+    expect(probe?.header.ack).toBe(0);
+    const id = probe?.header.seq as number;
+    expect(id).toBeGreaterThan(0);
+    far.socket.write(encodeHeader({ type: PacketType.Heartbeat, sessionId: LINK_SESSION_ID, seq: 0, ack: id, length: 0 }));
+    far.socket.write(encodeHeader({ type: PacketType.Heartbeat, sessionId: LINK_SESSION_ID, seq: 0, ack: id, length: 0 }));
+    far.socket.write(encodeHeader({ type: PacketType.Heartbeat, sessionId: LINK_SESSION_ID, seq: 0, ack: id + 1, length: 0 }));
+    await settle();
+    expect(answered).toBe(1);
+    expect(handler.frames).toEqual([]); // heartbeats, probes and answers never reach the handler
+  });
+
+  it('two links back to back: a probe is answered within a round trip', async () => {
+    const { left } = backToBack();
+    let answered = false;
+    left.probe(() => (answered = true));
+    await settle();
+    expect(answered).toBe(true);
   });
 });
