@@ -3,7 +3,7 @@
  * engine under cproxy and sproxy.
  */
 export { connect, createServer, EternalServer, type ConnectOptions, type EternalServerOptions } from './endpoints/api.js';
-export { ClientEndpoint, type ClientEndpointOptions, type ClientState, type Dialer } from './endpoints/client-endpoint.js';
+export { ClientEndpoint, type ClientEndpointOptions, type ClientState, type Dialer, type RoamingCounts } from './endpoints/client-endpoint.js';
 export { ServerEndpoint, type ServerEndpointOptions, type SessionContext } from './endpoints/server-endpoint.js';
 export { Session, type SessionState, type FinishReason } from './engine/session.js';
 export { bridgeSocket } from './forwarding/bridge.js';

@@ -23,6 +23,20 @@ const ACK_WAIT_CHECK_MS = 100;
 
 export type { Dialer } from './connector.js';
 
+/** Counts of what the client did about its path (ClientEndpoint.roamingCounts). */
+export interface RoamingCounts {
+  /** Links failed at once because their local address left the host. */
+  addressesGone: number;
+  /** Probes sent (an address change, or acks that stopped coming). */
+  probes: number;
+  /** Probes whose answer was late. */
+  probesUnanswered: number;
+  /** Second links dialled beside the current one. */
+  secondLinks: number;
+  /** Second links the sessions moved to. */
+  switches: number;
+}
+
 export interface ClientEndpointOptions {
   dial: Dialer;
   /** Printable server address, for logs. */
@@ -104,6 +118,8 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   #addressWatch: AddressWatch | null = null;
   /** The local address of the current link's socket, once known. */
   #linkLocalAddress: string | null = null;
+  /** What roaming did so far, for the metrics to come (issue: a fleet of sproxy). */
+  readonly #roaming: RoamingCounts = { addressesGone: 0, probes: 0, probesUnanswered: 0, secondLinks: 0, switches: 0 };
   /** A probe's deadline, while one is unanswered. */
   #probeTimer: TimerHandle | null = null;
   /** Looks, while a link is up, at how long its acks have been waited for. */
@@ -177,6 +193,11 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
 
   get sessionCount(): number {
     return this.#mux.sessionCount;
+  }
+
+  /** What roaming did so far: links ended because their address went, probes, second links, switches. */
+  get roamingCounts(): Readonly<RoamingCounts> {
+    return this.#roaming;
   }
 
   /** Payload bytes the sessions hold in their send queues (bounded by sendBudgetBytes). */
@@ -300,6 +321,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     const local = this.#linkLocalAddress;
     if (this.#link !== null && local !== null && !watch.has(local)) {
       this.#lastImmediateRedialAt = Number.NEGATIVE_INFINITY; // not a server dropping us: redial at once
+      this.#roaming.addressesGone++;
       this.#link.fail(new AddressGoneError(local));
       return;
     }
@@ -340,6 +362,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     const dueMs = probeDeadlineMs(this.#mux.path);
     const sentAt = this.#clock.now();
     const why = { server: this.#serverName, ...cause };
+    this.#roaming.probes++;
     link.probe(() => {
       if (this.#probeTimer === null) return;
       this.#probeTimer.cancel();
@@ -350,6 +373,8 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       this.#probeTimer = null;
       if (this.#link !== link || this.#state !== 'up') return;
       this.#logger.info({ ...why, dueMs }, `probe unanswered after ${dueMs} ms: dialing a second link`);
+      this.#roaming.probesUnanswered++;
+      this.#roaming.secondLinks++;
       this.#dialSecondLink();
     }, dueMs);
   }
@@ -387,6 +412,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#linkLocalAddress = (socket as Partial<Socket>).localAddress ?? null;
     this.#knownClient = knownClient;
     this.#switchStartedAt = dialledAt;
+    this.#roaming.switches++;
     link.onDown(this.#onLinkDown);
     this.#setState('up');
     this.#mux.attach(link, knownClient, roundTripMs);

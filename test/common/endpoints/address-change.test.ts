@@ -34,6 +34,7 @@ describe('endpoints: the host\'s addresses change', () => {
     host.addresses.add('127.0.0.1'); // the new link's address (the test can only dial loopback)
     expect(rig.dialTimes).toEqual([0, 0, 200]);
     expect(rig.retries).toEqual([]);
+    expect(rig.client.roamingCounts.addressesGone).toBe(1);
     await up;
   });
 
@@ -82,6 +83,7 @@ describe('endpoints: make before break after an address change', () => {
     await rig.clock.advance(5000);
     expect(rig.dialTimes).toEqual([0]);
     expect(rig.downs).toEqual([]);
+    expect(rig.client.roamingCounts).toMatchObject({ probes: 1, probesUnanswered: 0, secondLinks: 0 });
   });
 
   it('a probe unanswered (the old path silently dead): a second link, the sessions moved to it intact, the first closed', async () => {
@@ -114,5 +116,6 @@ describe('endpoints: make before break after an address change', () => {
     expect(rig.downs).toEqual([]);
     expect(rig.ups).toHaveLength(2);
     expect(rig.client.state).toBe('up');
+    expect(rig.client.roamingCounts).toEqual({ addressesGone: 0, probes: 1, probesUnanswered: 1, secondLinks: 1, switches: 1 });
   });
 });
