@@ -1,8 +1,9 @@
 /**
  * A typist in its own process (so that it can run on another host of the emulated WAN): one byte
  * every INTERVAL_MS to the target's echo, for SECONDS, each timed until its echo is back. Keys do
- * not wait for one another's echo, as a user does not. Prints {"samples":[ms,...],"lost":N} on
- * stdout, N being the keys whose echo had not come back 2 s after the last key was sent.
+ * not wait for one another's echo, as a user does not. Prints {"samples":[ms,...],"lost":N,
+ * "echoedAt":[epoch ms,...]} on stdout, N being the keys whose echo had not come back 2 s after
+ * the last key was sent, echoedAt when each echo arrived (to date an echo against an outage).
  *
  *   node dist-bench/bench/peers/keys.js [HOST:]PORT INTERVAL_MS SECONDS
  */
@@ -20,6 +21,7 @@ if (!Number.isInteger(port) || !(intervalMs > 0) || !(seconds > 0)) {
 
 const sentAt: number[] = [];
 const samples: number[] = [];
+const echoedAt: number[] = [];
 const socket = connect({ host, port, noDelay: true });
 socket.on('connect', () => {
   socket.write('e');
@@ -34,9 +36,12 @@ socket.on('connect', () => {
 });
 socket.on('data', (chunk: Buffer) => {
   const now = performance.now();
+  const wall = Date.now();
   for (let i = 0; i < chunk.length; i++) {
     const t0 = sentAt.shift();
-    if (t0 !== undefined) samples.push(now - t0);
+    if (t0 === undefined) continue;
+    samples.push(now - t0);
+    echoedAt.push(wall);
   }
 });
 socket.on('error', (error) => {
@@ -45,7 +50,7 @@ socket.on('error', (error) => {
 });
 
 function finish(): void {
-  process.stdout.write(`${JSON.stringify({ samples: samples.map((s) => Math.round(s * 1000) / 1000), lost: sentAt.length })}\n`);
+  process.stdout.write(`${JSON.stringify({ samples: samples.map((s) => Math.round(s * 1000) / 1000), lost: sentAt.length, echoedAt })}\n`);
   socket.destroy();
   process.exit(0);
 }

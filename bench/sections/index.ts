@@ -7,8 +7,9 @@ import { interactive } from './interactive.js';
 import { latency } from './latency.js';
 import { profile } from './profile.js';
 import { resume } from './resume.js';
+import { roaming } from './roaming.js';
 import { scale } from './scale.js';
 import { throughput } from './throughput.js';
 import { wan } from './wan.js';
 
-export const SECTIONS: readonly BenchSection[] = [throughput, latency, interactive, resume, scale, wan, profile];
+export const SECTIONS: readonly BenchSection[] = [throughput, latency, interactive, resume, roaming, scale, wan, profile];

@@ -5,37 +5,23 @@ import type { Duplex } from 'node:stream';
 import { systemClock, type Clock, type TimerHandle } from '../support/clock.js';
 import { resolveClientConfig, type ClientConfig } from './config.js';
 import { AddressGoneError, AuthenticationError, ClosedError, HandshakeError, LinkClosedError, type EternalError } from '../support/errors.js';
-import { AddressWatch, type AddressChange } from '../transport/address-watch.js';
 import { createLink, type Link, type LinkHandler } from '../transport/link.js';
-import { silentLogger, type LogFields, type Logger } from '../support/logger.js';
+import { silentLogger, type Logger } from '../support/logger.js';
 import { Multiplexer, type ResumeSummary } from '../engine/multiplexer.js';
 import { CLIENT_ID_BYTES, LINK_SESSION_ID, PacketType, RESUME_TOKEN_BYTES } from '../protocol/constants.js';
 import type { Frame } from '../protocol/frame-decoder.js';
 import { encodeHello } from '../protocol/messages.js';
 import { Connector, type Dialer } from './connector.js';
-import { ackWaitLimitMs, probeDeadlineMs, readWelcome, SecondLink } from './second-link.js';
+import { PathWatch, type RoamingCounts } from './path-watch.js';
+import { readWelcome, SecondLink } from './second-link.js';
 import type { FinishReason, Session } from '../engine/session.js';
 
 /** Authentication failures in a row after which the sessions are given up (see #onAuthenticationFailure). */
 const AUTHENTICATION_FAILURES_TO_GIVE_UP = 3;
-/** How often, while a link is up, the client looks at how long its acks have been waited for. */
-const ACK_WAIT_CHECK_MS = 100;
 
 export type { Dialer } from './connector.js';
+export type { RoamingCounts } from './path-watch.js';
 
-/** Counts of what the client did about its path (ClientEndpoint.roamingCounts). */
-export interface RoamingCounts {
-  /** Links failed at once because their local address left the host. */
-  addressesGone: number;
-  /** Probes sent (an address change, or acks that stopped coming). */
-  probes: number;
-  /** Probes whose answer was late. */
-  probesUnanswered: number;
-  /** Second links dialled beside the current one. */
-  secondLinks: number;
-  /** Second links the sessions moved to. */
-  switches: number;
-}
 
 export interface ClientEndpointOptions {
   dial: Dialer;
@@ -114,18 +100,10 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   #everUp = false;
   /** When a lost link was last redialled at once (not after a backoff delay). */
   #lastImmediateRedialAt = Number.NEGATIVE_INFINITY;
-  /** Says when the host's addresses change (null: not watched). */
-  #addressWatch: AddressWatch | null = null;
   /** The local address of the current link's socket, once known. */
   #linkLocalAddress: string | null = null;
-  /** What roaming did so far, for the metrics to come (issue: a fleet of sproxy). */
-  readonly #roaming: RoamingCounts = { addressesGone: 0, probes: 0, probesUnanswered: 0, secondLinks: 0, switches: 0 };
-  /** A probe's deadline, while one is unanswered. */
-  #probeTimer: TimerHandle | null = null;
-  /** Looks, while a link is up, at how long its acks have been waited for. */
-  readonly #ackWaitTimer: TimerHandle;
-  /** The current wait for an ack was probed already. */
-  #ackWaitProbed = false;
+  /** Watches the host's addresses and the link's acks, and probes the link when they look wrong. */
+  readonly #pathWatch: PathWatch;
   /** A second link being made beside the current one (make before break). */
   #secondLink: SecondLink | null = null;
   /** When the second link now being resumed on was dialled (for the log of the switch). */
@@ -172,17 +150,32 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
         onRetry: (info) => this.emit('retry', info),
       },
     });
-    if (this.#config.addressPollMs > 0) {
-      const watch = new AddressWatch({
-        clock: this.#clock,
-        intervalMs: this.#config.addressPollMs,
-        ...(options.readAddresses === undefined ? {} : { read: options.readAddresses }),
-      });
-      watch.on('change', (change) => this.#onAddressesChanged(watch, change));
-      watch.start();
-      this.#addressWatch = watch;
-    }
-    this.#ackWaitTimer = this.#clock.setInterval(() => this.#checkAckWait(), ACK_WAIT_CHECK_MS);
+    this.#pathWatch = new PathWatch({
+      clock: this.#clock,
+      logger: this.#logger,
+      serverName: this.#serverName,
+      addressPollMs: this.#config.addressPollMs,
+      deadAfterMs: this.#config.deadAfterMs,
+      ...(options.readAddresses === undefined ? {} : { readAddresses: options.readAddresses }),
+      client: {
+        upLink: () => (this.#state === 'up' ? this.#link : null),
+        linkLocalAddress: () => this.#linkLocalAddress,
+        hasLink: () => this.#link !== null,
+        isDialing: () => this.#state === 'dialing',
+        secondLinkPending: () => this.#secondLink !== null,
+        path: () => this.#mux.path,
+        ackWaitMs: () => this.#mux.ackWaitMs(),
+        onAddressGone: (address) => {
+          this.#lastImmediateRedialAt = Number.NEGATIVE_INFINITY; // not a server dropping us: redial at once
+          this.#link?.fail(new AddressGoneError(address));
+        },
+        onAddressAdded: (added) => {
+          this.#logger.info({ server: this.#serverName, added }, 'new local address: dialing now');
+          this.#connector.dialNow();
+        },
+        onProbeLate: () => this.#dialSecondLink(),
+      },
+    });
     this.#connector.connect();
   }
 
@@ -197,7 +190,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
 
   /** What roaming did so far: links ended because their address went, probes, second links, switches. */
   get roamingCounts(): Readonly<RoamingCounts> {
-    return this.#roaming;
+    return this.#pathWatch.counts;
   }
 
   /** Payload bytes the sessions hold in their send queues (bounded by sendBudgetBytes). */
@@ -226,9 +219,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   close(reason = 'client shutting down'): void {
     if (this.#state === 'closed') return;
     this.#setState('closed');
-    this.#addressWatch?.stop();
-    this.#probeTimer?.cancel();
-    this.#ackWaitTimer.cancel();
+    this.#pathWatch.stop();
     this.#secondLink?.abandon(reason);
     this.#connector.stop();
     this.#resumeWindowTimer?.cancel();
@@ -286,12 +277,18 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       this.#armResumeWindow();
       this.#logger.warn({ server: this.#serverName, reason: error.message, code: error.code, ...this.#pathFields() }, 'link down');
       this.emit('down', error);
-      this.#probeTimer?.cancel();
-      this.#probeTimer = null;
+      this.#pathWatch.linkDown();
       if (this.#secondLink !== null) {
-        // A second link is on its way already: it takes the sessions, or its failure redials.
-        this.#setState('dialing');
-        return;
+        // Closed by the peer: most likely sproxy took the second link's HELLO and let it supersede
+        // this one, and its WELCOME is on its way. Anything else (silence, our address gone): the
+        // second link is one attempt on a path that may not work either; the connector's
+        // overlapping attempts are the better bet.
+        if (error instanceof LinkClosedError) {
+          this.#setState('dialing');
+          return;
+        }
+        this.#secondLink.abandon('the first link went down first');
+        this.#secondLink = null;
       }
       // The first attempt after a lost link goes out at once: the path is often fine already. At
       // most one such attempt per maximum backoff delay, so that a server that accepts and then
@@ -310,74 +307,6 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       this.#retryAfterFailure(error.message);
     }
   };
-
-  /**
-   * The host's addresses changed. If the link's own address is gone, the link is dead now (its
-   * peer's packets go to an address nobody holds; waiting for the dead-link timeout would cost
-   * seconds), and the redial goes at once, from whatever address the host has now. If an address
-   * appeared while no link is up, a waiting or hanging dial may get through from it: dial now.
-   */
-  #onAddressesChanged(watch: AddressWatch, change: AddressChange): void {
-    const local = this.#linkLocalAddress;
-    if (this.#link !== null && local !== null && !watch.has(local)) {
-      this.#lastImmediateRedialAt = Number.NEGATIVE_INFINITY; // not a server dropping us: redial at once
-      this.#roaming.addressesGone++;
-      this.#link.fail(new AddressGoneError(local));
-      return;
-    }
-    if (this.#state === 'dialing' && change.added.length > 0) {
-      this.#logger.info({ server: this.#serverName, added: change.added }, 'new local address: dialing now');
-      this.#connector.dialNow();
-      return;
-    }
-    // Ours is still there, but the route to the server may now leave from another (Wi-Fi to LTE,
-    // the old network silently gone): ask the link whether it still works.
-    if (this.#state === 'up') this.#probeLink({ added: change.added, removed: change.removed });
-  }
-
-  /**
-   * Bytes in flight and no ack for longer than the path's ack timeout: probe the link (once per
-   * wait; a link that stays silent ends at the dead-link timeout, as always). A slow path keeps
-   * acks coming and never gets here; a path that stopped does within a few round trips.
-   */
-  #checkAckWait(): void {
-    if (this.#state !== 'up' || this.#link === null) return;
-    const waitedMs = this.#mux.ackWaitMs();
-    if (waitedMs === 0) {
-      this.#ackWaitProbed = false;
-      return;
-    }
-    if (this.#ackWaitProbed || waitedMs < ackWaitLimitMs(this.#mux.path)) return;
-    this.#ackWaitProbed = true;
-    this.#probeLink({ reason: `no ack for ${Math.round(waitedMs)} ms` });
-  }
-
-  /**
-   * Sends a probe on the link; if its answer is late, dials a second link alongside (make before
-   * break, see second-link.ts). An answer in time means the link is fine: nothing more happens.
-   */
-  #probeLink(cause: LogFields): void {
-    const link = this.#link;
-    if (link === null || this.#probeTimer !== null || this.#secondLink !== null) return;
-    const dueMs = probeDeadlineMs(this.#mux.path);
-    const sentAt = this.#clock.now();
-    const why = { server: this.#serverName, ...cause };
-    this.#roaming.probes++;
-    link.probe(() => {
-      if (this.#probeTimer === null) return;
-      this.#probeTimer.cancel();
-      this.#probeTimer = null;
-      this.#logger.debug({ ...why, answeredInMs: Math.round(this.#clock.now() - sentAt) }, 'the link answered its probe');
-    });
-    this.#probeTimer = this.#clock.setTimeout(() => {
-      this.#probeTimer = null;
-      if (this.#link !== link || this.#state !== 'up') return;
-      this.#logger.info({ ...why, dueMs }, `probe unanswered after ${dueMs} ms: dialing a second link`);
-      this.#roaming.probesUnanswered++;
-      this.#roaming.secondLinks++;
-      this.#dialSecondLink();
-    }, dueMs);
-  }
 
   #dialSecondLink(): void {
     const second = new SecondLink({
@@ -412,7 +341,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#linkLocalAddress = (socket as Partial<Socket>).localAddress ?? null;
     this.#knownClient = knownClient;
     this.#switchStartedAt = dialledAt;
-    this.#roaming.switches++;
+    this.#pathWatch.counts.switches++;
     link.onDown(this.#onLinkDown);
     this.#setState('up');
     this.#mux.attach(link, knownClient, roundTripMs);

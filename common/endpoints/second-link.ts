@@ -1,4 +1,4 @@
-import type { Duplex } from 'node:stream';
+import { PassThrough, type Duplex } from 'node:stream';
 import type { Clock, TimerHandle } from '../support/clock.js';
 import { AuthenticationError, HandshakeError, ProtocolError, type EternalError } from '../support/errors.js';
 import { describeError } from '../support/logger.js';
@@ -47,9 +47,14 @@ export function probeDeadlineMs(path: MeasuredPath): number {
  * working path, however slow, keeps acks coming, and so never reaches it.
  */
 const ACK_WAIT_MIN_MS = 300;
-export function ackWaitLimitMs(path: MeasuredPath): number {
+/**
+ * `maxMs`: the most it may be (half the dead-link timeout), whatever the timeout says: one round
+ * trip timed on a packet whose ack the peer held back (its consumer was behind) can raise it past
+ * the dead-link timeout, and the check would then never fire.
+ */
+export function ackWaitLimitMs(path: MeasuredPath, maxMs: number): number {
   const timeout = path.ackTimeoutMs ?? PROBE_ROUND_TRIPS * (path.minRttMs ?? 0) + PROBE_QUEUE_ALLOWANCE_MS;
-  return Math.round(Math.max(ACK_WAIT_MIN_MS, timeout));
+  return Math.round(Math.min(Math.max(ACK_WAIT_MIN_MS, maxMs), Math.max(ACK_WAIT_MIN_MS, timeout)));
 }
 
 /** A frame expected to be WELCOME: its contents, or the error that ends the link. */
@@ -85,7 +90,17 @@ export class SecondLink {
   constructor(options: SecondLinkOptions) {
     this.#options = options;
     this.startedAt = options.clock.now();
-    this.#socket = options.dial();
+    let socket: Duplex;
+    try {
+      socket = options.dial();
+    } catch (error) {
+      // A dialer that throws (the Connector handles the same): a failed attempt, reported once
+      // the caller holds this object, never an exception out of its timer.
+      this.#socket = new PassThrough();
+      this.#timer = options.clock.setTimeout(() => this.#fail(describeError(error)), 0);
+      return;
+    }
+    this.#socket = socket;
     // Connecting, then the handshake to WELCOME, each as long as the first link would get.
     this.#timer = options.clock.setTimeout(
       () => this.#fail(`not connected within ${options.config.connectTimeoutMs} ms`),

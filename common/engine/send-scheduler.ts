@@ -117,15 +117,17 @@ export class SendScheduler {
   }
 
   /**
-   * How long the longest-waiting session has had bytes in flight on the link without an ack
-   * moving them (0 when nothing is in flight): a path that stopped delivering shows here within
-   * a round trip or two, long before the dead-link timeout. `slots`: the multiplexer's.
+   * How long the link has gone without an ack moving any session's bytes while some are in
+   * flight (0 when nothing is): the shortest wait of the sessions that are waiting, so that one
+   * session whose peer holds its acks back (its consumer is behind) does not make a link whose
+   * other acks flow look dead. A path that stopped delivering shows here within a round trip or
+   * two, long before the dead-link timeout. `slots`: the multiplexer's.
    */
   ackWaitMs(slots: Iterable<Slot>): number {
     const now = this.#clock.now();
-    let longest = 0;
-    for (const slot of slots) if (slot.waitingSince >= 0) longest = Math.max(longest, now - slot.waitingSince);
-    return longest;
+    let shortest = Number.POSITIVE_INFINITY;
+    for (const slot of slots) if (slot.waitingSince >= 0) shortest = Math.min(shortest, now - slot.waitingSince);
+    return Number.isFinite(shortest) ? shortest : 0;
   }
 
   /** What the current (or last) link's path was measured to be: its fastest round trip and best recent rate. */

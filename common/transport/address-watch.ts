@@ -67,7 +67,11 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
     this.#clock = options.clock;
     this.#intervalMs = options.intervalMs;
     this.#read = options.read ?? hostAddresses;
-    this.#addresses = this.#read();
+    try {
+      this.#addresses = this.#read();
+    } catch {
+      this.#addresses = new Set(); // nothing known yet: the first look that works says what is there
+    }
   }
 
   /** Whether the host holds `address` (as of the last look). */
@@ -86,7 +90,12 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
 
   /** Looks now; emits 'change' if anything was added or removed since the last look. */
   check(): void {
-    const now = this.#read();
+    let now: Set<string>;
+    try {
+      now = this.#read();
+    } catch {
+      return; // the interfaces could not be listed this time (uv_interface_addresses): no news
+    }
     const change = diffAddresses(this.#addresses, now);
     this.#addresses = now;
     if (change.added.length > 0 || change.removed.length > 0) this.emit('change', change);

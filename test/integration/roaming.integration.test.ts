@@ -1,6 +1,7 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { clientPortTo, forgetConnection, preferNewAddress } from '../../netlab/path-faults.js';
 import { TwoHostNetwork } from '../../netlab/two-hosts.js';
 import { WanHosts } from '../../netlab/wan-hosts.js';
 import { useCleanup } from '../helpers/cleanup.js';
@@ -97,19 +98,11 @@ describe('roaming and outages on two hosts (namespaces, with a secret)', () => {
     hosts.create();
     defer(() => hosts.destroyNamespaces());
     const { sproxy, cproxy } = await startPair(hosts, process.env['ROAMING_NO_WATCH'] === '1' ? ['--address-poll', '0'] : []);
-    const onClient = (...command: string[]): void => {
-      execFileSync('ip', ['netns', 'exec', hosts.client, ...command]);
-    };
     let roamedAt = 0;
     const { samples } = await typeKeys(hosts, 150, async () => {
       await sleep(1000);
       roamedAt = Date.now();
-      // Wi-Fi to LTE: the old network swallows everything without a word, the new address comes
-      // up, and the route to the server now leaves from it. The old address stays.
-      onClient('iptables', '-I', 'OUTPUT', '-s', TwoHostNetwork.CLIENT_ADDRESS, '-j', 'DROP');
-      onClient('iptables', '-I', 'INPUT', '-d', TwoHostNetwork.CLIENT_ADDRESS, '-j', 'DROP');
-      onClient('ip', 'addr', 'add', `${SECOND_ADDRESS}/${TwoHostNetwork.PREFIX_LENGTH}`, 'dev', hosts.clientDevice);
-      onClient('ip', 'route', 'add', `${TwoHostNetwork.SERVER_ADDRESS}/32`, 'dev', hosts.clientDevice, 'src', SECOND_ADDRESS);
+      preferNewAddress(hosts, SECOND_ADDRESS);
     });
     const longest = Math.max(...samples);
     console.log(`make before break: the longest a key waited for its echo was ${Math.round(longest)} ms`);
@@ -132,19 +125,10 @@ describe('roaming and outages on two hosts (namespaces, with a secret)', () => {
     hosts.create();
     defer(() => hosts.destroyNamespaces());
     const { cproxy } = await startPair(hosts);
-    const linkPort = execFileSync('ip', ['netns', 'exec', hosts.client, 'ss', '-Htn', 'state', 'established', `( dport = :${LINK_PORT} )`], {
-      encoding: 'utf8',
-    })
-      .trim()
-      .split(/\s+/)[2]
-      ?.split(':')
-      .at(-1);
-    expect(linkPort).toMatch(/^\d+$/);
+    const linkPort = clientPortTo(hosts, LINK_PORT);
     const { samples } = await typeKeys(hosts, 150, async () => {
       await sleep(1000);
-      for (const chain of [['OUTPUT', '--sport'], ['INPUT', '--dport']] as const) {
-        execFileSync('ip', ['netns', 'exec', hosts.client, 'iptables', '-I', chain[0], '-p', 'tcp', chain[1], String(linkPort), '-j', 'DROP']);
-      }
+      forgetConnection(hosts, linkPort);
     });
     const longest = Math.max(...samples);
     console.log(`forgotten link: the longest a key waited for its echo was ${Math.round(longest)} ms`);

@@ -119,3 +119,47 @@ describe('endpoints: make before break after an address change', () => {
     expect(rig.client.roamingCounts).toEqual({ addressesGone: 0, probes: 1, probesUnanswered: 1, secondLinks: 1, switches: 1 });
   });
 });
+
+describe('endpoints: a second link that does not come', () => {
+  it('the first link dies while the second hangs: the second is abandoned and the usual redial goes at once', async () => {
+    // The first link's dead-link timeout (1.5 s) comes before the second link's connect timeout (2 s after its dial at 0.6 s).
+    const rig = Rig.memory({ client: { heartbeatIntervalMs: 500, deadAfterMs: 1500, addressPollMs: 0 }, server: QUIET_TIMERS });
+    await rig.nextUp();
+    const session = rig.open();
+    await rig.serverSession(0);
+    rig.pair.pause();
+    rig.mode = 'hang'; // the second link's attempt goes nowhere
+    session.write('into the silence');
+    await rig.clock.advance(600); // 300 ms without an ack, a probe, 200 ms without its answer
+    expect(rig.dialTimes).toHaveLength(2);
+    expect(rig.client.roamingCounts.secondLinks).toBe(1);
+    rig.mode = 'accept';
+    const up = rig.nextUp();
+    await rig.advanceUntil(() => rig.downs.length === 1);
+    expect(rig.downs[0]?.code).toBe('ETCP_ERR_LINK_DEAD');
+    // Redialled at once through the connector, not after the second link's own timeout (2.6 s).
+    expect(rig.dialTimes.at(-1)).toBe(rig.clock.now());
+    expect(rig.clock.now()).toBeLessThan(2000);
+    await up;
+    expect(rig.client.roamingCounts.switches).toBe(0);
+  });
+
+  it('a dialer that throws for the second link is a failed attempt, not a crash', async () => {
+    let dials = 0;
+    const rig = Rig.memory({ client: { ...QUIET_TIMERS, addressPollMs: 0 }, server: QUIET_TIMERS });
+    await rig.nextUp();
+    const session = rig.open();
+    await rig.serverSession(0);
+    rig.pair.pause();
+    rig.mode = 'custom';
+    rig.customDial = () => {
+      dials++;
+      throw new Error('no route to host');
+    };
+    session.write('x');
+    await rig.clock.advance(700);
+    expect(dials).toBe(1);
+    expect(rig.client.roamingCounts).toMatchObject({ secondLinks: 1, switches: 0 });
+    expect(rig.client.state).toBe('up'); // the first link is all there is, until its own timeout
+  });
+});

@@ -17,10 +17,13 @@ describe('second link: when to probe, how long to wait, what a WELCOME is', () =
     expect(probeDeadlineMs({ minRttMs: 600, ackTimeoutMs: 5000 })).toBe(3000);
   });
 
-  it('bytes may wait for an ack the ack timeout, never under 300 ms', () => {
-    expect(ackWaitLimitMs({ minRttMs: 0.1, ackTimeoutMs: 2 })).toBe(300);
-    expect(ackWaitLimitMs({ minRttMs: 300, ackTimeoutMs: 1800 })).toBe(1800);
-    expect(ackWaitLimitMs({ minRttMs: 100, ackTimeoutMs: null })).toBe(550);
+  it('bytes may wait for an ack the ack timeout, never under 300 ms nor over half the dead-link timeout', () => {
+    expect(ackWaitLimitMs({ minRttMs: 0.1, ackTimeoutMs: 2 }, 1500)).toBe(300);
+    expect(ackWaitLimitMs({ minRttMs: 300, ackTimeoutMs: 1200 }, 1500)).toBe(1200);
+    expect(ackWaitLimitMs({ minRttMs: 100, ackTimeoutMs: null }, 1500)).toBe(550);
+    // A round trip timed on a held ack raised the timeout past the dead-link timeout: capped.
+    expect(ackWaitLimitMs({ minRttMs: 20, ackTimeoutMs: 5600 }, 1500)).toBe(1500);
+    expect(ackWaitLimitMs({ minRttMs: 20, ackTimeoutMs: 5600 }, 100)).toBe(300);
   });
 
   it('reads WELCOME, and turns a GOAWAY or anything else into the error that ends the link', () => {
