@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { systemClock, type Clock, type TimerHandle } from '../support/clock.js';
 import { resolveClientConfig, type ClientConfig } from './config.js';
@@ -8,12 +7,11 @@ import { AddressGoneError, AuthenticationError, ClosedError, HandshakeError, Lin
 import { createLink, type Link, type LinkHandler } from '../transport/link.js';
 import { silentLogger, type Logger } from '../support/logger.js';
 import { Multiplexer, type ResumeSummary } from '../engine/multiplexer.js';
-import { CLIENT_ID_BYTES, LINK_SESSION_ID, PacketType, RESUME_TOKEN_BYTES } from '../protocol/constants.js';
+import { CLIENT_ID_BYTES, RESUME_TOKEN_BYTES } from '../protocol/constants.js';
 import type { Frame } from '../protocol/frame-decoder.js';
-import { encodeHello } from '../protocol/messages.js';
 import { Connector, type Dialer } from './connector.js';
 import { PathWatch, type RoamingCounts } from './path-watch.js';
-import { readWelcome, SecondLink } from './second-link.js';
+import { localAddressOf, readWelcome, SecondLink, sendHello } from './second-link.js';
 import type { FinishReason, Session } from '../engine/session.js';
 
 /** Authentication failures in a row after which the sessions are given up (see #onAuthenticationFailure). */
@@ -21,7 +19,6 @@ const AUTHENTICATION_FAILURES_TO_GIVE_UP = 3;
 
 export type { Dialer } from './connector.js';
 export type { RoamingCounts } from './path-watch.js';
-
 
 export interface ClientEndpointOptions {
   dial: Dialer;
@@ -236,8 +233,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     }
     this.#setState('handshaking');
     this.#socket = socket;
-    // A TLS socket answers for the TCP socket under it; a test's in-memory pair has no address.
-    this.#linkLocalAddress = (socket as Partial<Socket>).localAddress ?? null;
+    this.#linkLocalAddress = localAddressOf(socket); // a test's in-memory pair has none
     const link = createLink(socket, this.#serverName, this.#config, this.#clock);
     this.#link = link;
     link.setHandler(this);
@@ -247,7 +243,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       () => link.fail(new HandshakeError(`no WELCOME within ${this.#config.deadAfterMs} ms`)),
       this.#config.deadAfterMs,
     );
-    link.writePacket(PacketType.Hello, LINK_SESSION_ID, 0, 0, encodeHello(this.clientId, this.#resumeToken));
+    sendHello(link, { clientId: this.clientId, resumeToken: this.#resumeToken });
     this.#helloSentAt = this.#clock.now();
   }
 
@@ -338,7 +334,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     const first = this.#link;
     this.#link = link;
     this.#socket = socket;
-    this.#linkLocalAddress = (socket as Partial<Socket>).localAddress ?? null;
+    this.#linkLocalAddress = localAddressOf(socket);
     this.#knownClient = knownClient;
     this.#switchStartedAt = dialledAt;
     this.#pathWatch.counts.switches++;

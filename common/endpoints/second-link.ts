@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import { PassThrough, type Duplex } from 'node:stream';
 import type { Clock, TimerHandle } from '../support/clock.js';
 import { AuthenticationError, HandshakeError, ProtocolError, type EternalError } from '../support/errors.js';
@@ -67,6 +68,16 @@ export function readWelcome(frame: Frame): Welcome {
   throw new ProtocolError(`expected WELCOME, got ${PacketType[frame.header.type] ?? frame.header.type}`);
 }
 
+/** Opens the handshake on a new link: HELLO with who we are and the proof of it. */
+export function sendHello(link: Link, hello: { clientId: Buffer; resumeToken: Buffer }): void {
+  link.writePacket(PacketType.Hello, LINK_SESSION_ID, 0, 0, encodeHello(hello.clientId, hello.resumeToken));
+}
+
+/** The local address of a link's socket (a TLS socket answers for the TCP socket under it), if it has one. */
+export function localAddressOf(socket: Duplex): string | null {
+  return (socket as Partial<Socket>).localAddress ?? null;
+}
+
 export interface SecondLinkOptions {
   dial: () => Duplex;
   hello: { clientId: Buffer; resumeToken: Buffer };
@@ -123,7 +134,7 @@ export class SecondLink {
     this.#timer = clock.setTimeout(() => this.#fail(`no WELCOME within ${config.deadAfterMs} ms`), config.deadAfterMs);
     const link = createLink(this.#socket, serverName, config, clock);
     link.onDown((_link, error: EternalError) => this.#fail(error.message));
-    link.writePacket(PacketType.Hello, LINK_SESSION_ID, 0, 0, encodeHello(hello.clientId, hello.resumeToken));
+    sendHello(link, hello);
     const helloSentAt = clock.now();
     link.setHandler({ onFrame: (_link, frame) => this.#onFrame(link, frame, helloSentAt), onWritable: () => {} });
   };

@@ -63,8 +63,7 @@ export class SendWindow {
     // the window never runs dry waiting for an ack the peer chose to delay.
     this.#ackRequestEveryBytes = Math.max(1, Math.floor(options.windowBytes / 4));
     // The queue's bound: the largest window, the one frame that may cross it, and a RESET's reason.
-    const largestWindow = Math.max(options.windowBytes, options.maxWindowBytes);
-    this.#queue = new RetransmitQueue(largestWindow + options.maxFramePayloadBytes + MAX_REASON_BYTES);
+    this.#queue = new RetransmitQueue(this.#growth.maxBytes + options.maxFramePayloadBytes + MAX_REASON_BYTES);
     this.#nextSeq = options.firstSeq;
     this.#peerAck = options.firstSeq;
   }

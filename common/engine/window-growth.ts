@@ -42,6 +42,11 @@ export class WindowGrowth {
     return this.#windowBytes;
   }
 
+  /** The most the window may grow to (never less than it started at). */
+  get maxBytes(): number {
+    return this.#maxBytes;
+  }
+
   /** The window stopped a write (its bytes wait for acks): the session is window-limited. */
   noteWindowFull(): void {
     this.#windowLimited = true;

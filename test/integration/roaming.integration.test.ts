@@ -31,6 +31,14 @@ interface KeysResult {
 describe('roaming and outages on two hosts (namespaces, with a secret)', () => {
   const defer = useCleanup();
 
+  /** Two hosts on a veth pair, named apart from other runs by `letter`, removed after the test. */
+  function twoHosts(letter: string): TwoHostNetwork {
+    const hosts = new TwoHostNetwork(`${letter}${process.pid % 10_000}`);
+    hosts.create();
+    defer(() => hosts.destroyNamespaces());
+    return hosts;
+  }
+
   /** An echo target, sproxy and cproxy on `hosts`, the link up. */
   async function startPair(hosts: TwoHostNetwork, cproxyFlags: string[] = []): Promise<{ sproxy: StartedProxy; cproxy: StartedProxy }> {
     onHost(hosts.server, ['server', `127.0.0.1:${TARGET_PORT}`]);
@@ -69,9 +77,7 @@ describe('roaming and outages on two hosts (namespaces, with a secret)', () => {
 
   it('an address removed and another added: the link is dead at once and cproxy redials from the new address', async () => {
     // ROAMING_NO_WATCH=1 runs this with `--address-poll 0`, to see it fail (seen: 3.0 s, the dead-link timeout).
-    const hosts = new TwoHostNetwork(`r${process.pid % 10_000}`);
-    hosts.create();
-    defer(() => hosts.destroyNamespaces());
+    const hosts = twoHosts('r');
     const { sproxy, cproxy } = await startPair(hosts, process.env['ROAMING_NO_WATCH'] === '1' ? ['--address-poll', '0'] : []);
     let roamedAt = 0;
     const { samples } = await typeKeys(hosts, 150, async () => {
@@ -94,9 +100,7 @@ describe('roaming and outages on two hosts (namespaces, with a secret)', () => {
 
   it('a second address that the route prefers, the old one silently dead: a probe, a second link, the sessions moved within a second', async () => {
     // ROAMING_NO_WATCH=1 runs this with `--address-poll 0`, to see it fail (seen: 3.0 s).
-    const hosts = new TwoHostNetwork(`m${process.pid % 10_000}`);
-    hosts.create();
-    defer(() => hosts.destroyNamespaces());
+    const hosts = twoHosts('m');
     const { sproxy, cproxy } = await startPair(hosts, process.env['ROAMING_NO_WATCH'] === '1' ? ['--address-poll', '0'] : []);
     let roamedAt = 0;
     const { samples } = await typeKeys(hosts, 150, async () => {
@@ -121,9 +125,7 @@ describe('roaming and outages on two hosts (namespaces, with a secret)', () => {
   it('a middlebox forgets the link (its packets dropped, new connections fine): unacked bytes, a probe, a second link within a second', async () => {
     // As a NAT that dropped its mapping: the link's own 4-tuple is dead, nothing else. Without
     // the wait for acks, only the dead-link timeout (3 s) would notice.
-    const hosts = new TwoHostNetwork(`n${process.pid % 10_000}`);
-    hosts.create();
-    defer(() => hosts.destroyNamespaces());
+    const hosts = twoHosts('n');
     const { cproxy } = await startPair(hosts);
     const linkPort = clientPortTo(hosts, LINK_PORT);
     const { samples } = await typeKeys(hosts, 150, async () => {
@@ -141,9 +143,7 @@ describe('roaming and outages on two hosts (namespaces, with a secret)', () => {
   }, 60_000);
 
   it('a laptop\'s sleep (cproxy stopped for 20 s, then continued): resumed within a second of waking, every key intact', async () => {
-    const hosts = new TwoHostNetwork(`s${process.pid % 10_000}`);
-    hosts.create();
-    defer(() => hosts.destroyNamespaces());
+    const hosts = twoHosts('s');
     const { cproxy } = await startPair(hosts);
     let wokeAt = 0;
     await typeKeys(hosts, 1300, async () => {
