@@ -33,8 +33,11 @@ function parseSections(argv: string[]): BenchSection[] {
   let wanted = new Set(known);
   const only = argv.indexOf('--only');
   if (only >= 0) {
-    wanted = new Set((argv[only + 1] ?? '').split(','));
-    for (const name of wanted) if (!known.includes(name)) throw new Error(`unknown section "${name}" (known: ${known.join(', ')})`);
+    // A group's name picks each of its sections: `wan` is wan-keys, wan-stream and wan-loss.
+    const inGroup = (group: string): string[] => known.filter((name) => name === group || name.startsWith(`${group}-`));
+    const names = (argv[only + 1] ?? '').split(',');
+    for (const name of names) if (inGroup(name).length === 0) throw new Error(`unknown section "${name}" (known: ${known.join(', ')})`);
+    wanted = new Set(names.flatMap(inGroup));
   }
   if (argv.includes('--no-profile')) wanted.delete('profile');
   return SECTIONS.filter((section) => wanted.has(section.name));

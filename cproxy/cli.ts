@@ -25,6 +25,8 @@ export interface CproxyOptions extends SharedCliOptions {
   connectStaggerMs: number;
   /** How often the host's addresses are looked at; 0: never. */
   addressPollMs: number;
+  /** Give each link a second connection for small sessions. */
+  expressLane: boolean;
 }
 
 /** Parses cproxy's command line; throws UsageError/ConfigError with a one-line reason. */
@@ -81,6 +83,13 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
           "look at the host's addresses every MS milliseconds: when the link's own address goes, the link is " +
           'dead at once and cproxy dials again from the new one (0: never; the dead-link timeout notices instead)',
         requiresArg: true,
+      })
+      .option('express-lane', {
+        type: 'boolean',
+        default: DEFAULT_CLIENT_CONFIG.expressLane,
+        describe:
+          'give the link a second TCP connection for small sessions, so that keystrokes never wait behind a ' +
+          'bulk transfer (--no-express-lane: one connection carries everything)',
       }),
   )
     .example('cproxy', 'listen on 127.0.0.1:5200, link to sproxy on 127.0.0.1:6200')
@@ -127,6 +136,7 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
     connectTimeoutMs,
     connectStaggerMs,
     addressPollMs: parsePositiveInteger(parsed['address-poll'], 'address-poll', 0),
+    expressLane: parsed['express-lane'],
   };
 }
 

@@ -34,6 +34,7 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
       connectTimeoutMs: options.connectTimeoutMs,
       connectStaggerMs: options.connectStaggerMs,
       addressPollMs: options.addressPollMs,
+      expressLane: options.expressLane,
     },
   });
   const userSockets = new Set<Socket>();

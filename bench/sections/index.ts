@@ -10,6 +10,6 @@ import { resume } from './resume.js';
 import { roaming } from './roaming.js';
 import { scale } from './scale.js';
 import { throughput } from './throughput.js';
-import { wan } from './wan.js';
+import { wanKeys, wanLoss, wanStream } from './wan.js';
 
-export const SECTIONS: readonly BenchSection[] = [throughput, latency, interactive, resume, roaming, scale, wan, profile];
+export const SECTIONS: readonly BenchSection[] = [throughput, latency, interactive, resume, roaming, scale, wanKeys, wanStream, wanLoss, profile];

@@ -42,7 +42,16 @@ const KEYS_PATHS: { label: string; settings: PathSettings }[] = [
 const LONG_FAT: PathSettings = { rateMbit: 150, delayMs: 100, queueMs: 100, loss: 0, blackhole: false };
 const LOSSY: PathSettings = { rateMbit: 50, delayMs: 25, queueMs: 100, loss: 0.01, blackhole: false };
 
-export const wan: BenchSection = { name: 'wan', run: () => measureWan() };
+/** Three sections, each on hosts of its own (`--only wan` runs them all; `--only wan-keys` one). */
+export const wanKeys: BenchSection = { name: 'wan-keys', run: () => onWan('keysBesideBulk', (place) => keysBesideBulk(place)) };
+export const wanStream: BenchSection = {
+  name: 'wan-stream',
+  run: () => onWan('longFatPath', (place) => streams(place, 'long fat path, 150 Mbit/s, 100 ms', LONG_FAT, true)),
+};
+export const wanLoss: BenchSection = {
+  name: 'wan-loss',
+  run: () => onWan('lossy', (place) => streams(place, '1% loss, 50 Mbit/s, 25 ms', LOSSY, false)),
+};
 
 interface WanPlace {
   hosts: WanHosts;
@@ -52,7 +61,8 @@ interface WanPlace {
   iperfPort: number;
 }
 
-async function measureWan(): Promise<void> {
+/** Runs `measure` on fresh WAN hosts with a target and an iperf3 server, its result under results.wan[key]. */
+async function onWan(key: string, measure: (place: WanPlace) => Promise<Record<string, unknown>>): Promise<void> {
   const hosts = new WanHosts(`b${process.pid % 10_000}`);
   await hosts.open({ seed: 1 });
   const client: BenchHost = { ns: hosts.client, address: WanHosts.CLIENT_ADDRESS };
@@ -63,12 +73,8 @@ async function measureWan(): Promise<void> {
     procs.spawn('wan-target', ...onHost(server, NODE, [peerScript('target'), String(targetPort), '0.0.0.0']));
     procs.spawn('wan-iperf3-server', ...onHost(server, 'iperf3', ['-s', '-p', String(iperfPort)]));
     await waitFor(() => isListening(targetPort, server) && isListening(iperfPort, server), 10_000, 'wan: target and iperf3 listening');
-    const place: WanPlace = { hosts, client, server, targetPort, iperfPort };
-    const out: Record<string, unknown> = {};
-    out['keysBesideBulk'] = await keysBesideBulk(place);
-    out['longFatPath'] = await streams(place, 'long fat path, 150 Mbit/s, 100 ms', LONG_FAT, true);
-    out['lossy'] = await streams(place, '1% loss, 50 Mbit/s, 25 ms', LOSSY, false);
-    results['wan'] = out;
+    const out = (results['wan'] ??= {}) as Record<string, unknown>;
+    out[key] = await measure({ hosts, client, server, targetPort, iperfPort });
   } finally {
     await hosts.close(); // kills what still runs on the two hosts
   }

@@ -10,6 +10,7 @@ import { Multiplexer, type ResumeSummary } from '../engine/multiplexer.js';
 import { CLIENT_ID_BYTES, RESUME_TOKEN_BYTES } from '../protocol/constants.js';
 import type { Frame } from '../protocol/frame-decoder.js';
 import { Connector, type Dialer } from './connector.js';
+import { ExpressLane } from './express-lane.js';
 import { PathWatch, type RoamingCounts } from './path-watch.js';
 import { localAddressOf, readWelcome, SecondLink, sendHello } from './second-link.js';
 import type { FinishReason, Session } from '../engine/session.js';
@@ -106,6 +107,8 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   /** When the second link now being resumed on was dialled (for the log of the switch). */
   #switchStartedAt: number | null = null;
   readonly #dial: Dialer;
+  /** The current link's second connection, for small sessions (config.expressLane). */
+  readonly #expressLane: ExpressLane | null;
 
   constructor(options: ClientEndpointOptions) {
     super();
@@ -130,6 +133,16 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     });
     this.#mux.on('session-finished', (session, reason, detail) => this.emit('session-finished', session, reason, detail));
     this.#dial = options.dial;
+    this.#expressLane = this.#config.expressLane
+      ? new ExpressLane({
+          dial: options.dial,
+          hello: { clientId: this.clientId, resumeToken: this.#resumeToken },
+          serverName: this.#serverName,
+          config: this.#config,
+          clock: this.#clock,
+          logger: this.#logger,
+        })
+      : null;
     this.#connector = new Connector({
       dial: options.dial,
       config: this.#config,
@@ -190,6 +203,11 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     return this.#pathWatch.counts;
   }
 
+  /** True while the current link has its express lane (config.expressLane). */
+  get hasExpressLane(): boolean {
+    return this.#mux.expressLane !== null;
+  }
+
   /** Payload bytes the sessions hold in their send queues (bounded by sendBudgetBytes). */
   get queuedSendBytes(): number {
     return this.#mux.queuedSendBytes;
@@ -217,6 +235,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     if (this.#state === 'closed') return;
     this.#setState('closed');
     this.#pathWatch.stop();
+    this.#expressLane?.stop();
     this.#secondLink?.abandon(reason);
     this.#connector.stop();
     this.#resumeWindowTimer?.cancel();
@@ -266,6 +285,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     if (this.#link !== link) return;
     this.#link = null;
     this.#socket = null;
+    this.#expressLane?.stop();
     if (this.#state === 'closed') return;
     const wasUp = this.#state === 'up';
     if (wasUp) {
@@ -338,6 +358,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#knownClient = knownClient;
     this.#switchStartedAt = dialledAt;
     this.#pathWatch.counts.switches++;
+    this.#expressLane?.stop();
     link.onDown(this.#onLinkDown);
     this.#setState('up');
     this.#mux.attach(link, knownClient, roundTripMs);
@@ -413,6 +434,8 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
           : 'link up',
     );
     this.#everUp = true;
+    const link = this.#link;
+    if (link !== null) this.#expressLane?.start((lane) => this.#mux.link === link && this.#mux.attachExpress(lane));
     this.#connector.resetCounts();
     this.#downSince = null;
     this.#resumeWindowTimer?.cancel();

@@ -1,3 +1,4 @@
+import { ConfigError } from '../support/errors.js';
 import { DEFAULT_ENGINE_CONFIG, MAX_TIMER_MS, requireInteger, resolveEngineFields, type EngineConfig } from '../engine/config.js';
 
 /** Client side: how the link is dialled again. */
@@ -20,6 +21,11 @@ export interface ClientConfig extends EngineConfig {
   /** First delay between failed attempts, doubled each time (with jitter) up to the maximum. */
   reconnectBaseDelayMs: number;
   reconnectMaxDelayMs: number;
+  /**
+   * Each link gets a second TCP connection, the express lane, for small sessions (PROTOCOL.md
+   * §4.10), so that a keystroke never waits in a bulk session's congestion window.
+   */
+  expressLane: boolean;
 }
 
 /** Server side: limits on what clients can make it hold. */
@@ -39,6 +45,7 @@ export const DEFAULT_CLIENT_CONFIG: Readonly<ClientConfig> = {
   addressPollMs: 200,
   reconnectBaseDelayMs: 100,
   reconnectMaxDelayMs: 1000,
+  expressLane: true,
 };
 
 export const DEFAULT_SERVER_CONFIG: Readonly<ServerConfig> = {
@@ -59,6 +66,7 @@ export function resolveClientConfig(overrides: Partial<ClientConfig> = {}): Clie
   requireInteger('addressPollMs', config.addressPollMs, 0, MAX_TIMER_MS);
   requireInteger('reconnectBaseDelayMs', config.reconnectBaseDelayMs, 1, MAX_TIMER_MS);
   requireInteger('reconnectMaxDelayMs', config.reconnectMaxDelayMs, config.reconnectBaseDelayMs, MAX_TIMER_MS);
+  if (typeof config.expressLane !== 'boolean') throw new ConfigError(`expressLane must be true or false, got ${String(config.expressLane)}`);
   return config;
 }
 

@@ -68,9 +68,12 @@ export function readWelcome(frame: Frame): Welcome {
   throw new ProtocolError(`expected WELCOME, got ${PacketType[frame.header.type] ?? frame.header.type}`);
 }
 
-/** Opens the handshake on a new link: HELLO with who we are and the proof of it. */
-export function sendHello(link: Link, hello: { clientId: Buffer; resumeToken: Buffer }): void {
-  link.writePacket(PacketType.Hello, LINK_SESSION_ID, 0, 0, encodeHello(hello.clientId, hello.resumeToken));
+/**
+ * Opens the handshake on a new link: HELLO with who we are and the proof of it; or, for the
+ * express lane of a running link, JOIN with the same (§4.10).
+ */
+export function sendHello(link: Link, hello: { clientId: Buffer; resumeToken: Buffer }, type: PacketType.Hello | PacketType.Join = PacketType.Hello): void {
+  link.writePacket(type, LINK_SESSION_ID, 0, 0, encodeHello(hello.clientId, hello.resumeToken));
 }
 
 /** The local address of a link's socket (a TLS socket answers for the TCP socket under it), if it has one. */
@@ -81,6 +84,8 @@ export function localAddressOf(socket: Duplex): string | null {
 export interface SecondLinkOptions {
   dial: () => Duplex;
   hello: { clientId: Buffer; resumeToken: Buffer };
+  /** HELLO for a link that replaces the current one; JOIN for the current one's express lane. */
+  helloType?: PacketType.Hello | PacketType.Join;
   serverName: string;
   config: LinkTimings & { connectTimeoutMs: number };
   clock: Clock;
@@ -134,7 +139,7 @@ export class SecondLink {
     this.#timer = clock.setTimeout(() => this.#fail(`no WELCOME within ${config.deadAfterMs} ms`), config.deadAfterMs);
     const link = createLink(this.#socket, serverName, config, clock);
     link.onDown((_link, error: EternalError) => this.#fail(error.message));
-    sendHello(link, hello);
+    sendHello(link, hello, this.#options.helloType);
     const helloSentAt = clock.now();
     link.setHandler({ onFrame: (_link, frame) => this.#onFrame(link, frame, helloSentAt), onWritable: () => {} });
   };

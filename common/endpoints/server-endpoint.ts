@@ -55,6 +55,14 @@ interface ClientRecord {
   resumed: boolean;
 }
 
+/** Why a JOIN for `record`'s client cannot become its link's express lane, or null if it can. */
+function joinRefusal(record: ClientRecord | undefined): string | null {
+  if (record === undefined) return 'no such client';
+  if (record.link === null || record.mux.phase !== 'running') return 'its link is not running';
+  if (record.mux.expressLane !== null) return 'its link has an express lane already';
+  return null;
+}
+
 /**
  * The server end: takes links, identifies the client of each by the id in its HELLO, lets a new
  * link supersede the client's old one at once (the roaming case, where the old one has not been
@@ -143,8 +151,9 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
   }
 
   #onHello(link: Link, frame: Frame): void {
-    if (frame.header.type !== PacketType.Hello || frame.header.sessionId !== LINK_SESSION_ID) {
-      throw new HandshakeError(`expected HELLO, got ${PacketType[frame.header.type] ?? frame.header.type}`);
+    const { type } = frame.header;
+    if ((type !== PacketType.Hello && type !== PacketType.Join) || frame.header.sessionId !== LINK_SESSION_ID) {
+      throw new HandshakeError(`expected HELLO, got ${PacketType[type] ?? type}`);
     }
     const hello = decodeHello(frame.payload);
     const clientId = hello.clientId.toString('hex');
@@ -154,6 +163,10 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
       // Knowing a client id is not enough to take over its sessions.
       const reason = `resume of client ${clientId.slice(0, 8)} refused: wrong resume token`;
       link.refuse(GoAwayCode.Authentication, reason, new AuthenticationError(reason));
+      return;
+    }
+    if (type === PacketType.Join) {
+      this.#onJoin(link, record, clientId);
       return;
     }
     if (record === undefined && this.#clients.size >= this.#config.maxClients) {
@@ -183,6 +196,25 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
     });
     link.writePacket(PacketType.Welcome, LINK_SESSION_ID, 0, 0, encodeWelcome(knownClient));
     record.mux.attach(link, true);
+  }
+
+  /**
+   * A second connection of a client's running link, to be its express lane (§4.10). Refused
+   * (and the client goes on with one connection) for a client we do not hold, one without a
+   * running link, or one whose link has its lane already.
+   */
+  #onJoin(link: Link, record: ClientRecord | undefined, clientId: string): void {
+    const refusal = joinRefusal(record);
+    if (record === undefined || refusal !== null) {
+      const reason = `express lane for client ${clientId.slice(0, 8)} refused: ${refusal}`;
+      link.refuse(GoAwayCode.Closing, reason, new HandshakeError(reason));
+      return;
+    }
+    this.#pending.delete(link);
+    link.maxPayloadBytes = MAX_PAYLOAD_BYTES;
+    link.writePacket(PacketType.Welcome, LINK_SESSION_ID, 0, 0, encodeWelcome(true));
+    record.mux.attachExpress(link);
+    this.#logger.debug({ client: clientId, peer: link.peer }, 'express lane joined');
   }
 
   #createClient(clientId: string, resumeToken: Buffer): ClientRecord {

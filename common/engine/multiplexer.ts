@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { systemClock, type Clock } from '../support/clock.js';
-import { LimitError, ProtocolError } from '../support/errors.js';
+import { LimitError, LinkClosedError, ProtocolError } from '../support/errors.js';
 import type { Logger } from '../support/logger.js';
 import { LINK_SESSION_ID, PacketType, UINT32_MAX } from '../protocol/constants.js';
 import type { Frame } from '../protocol/frame-decoder.js';
@@ -83,6 +83,8 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   /** The peer's SYNC list for the link being resumed. */
   #peerAcks = new Map<number, number>();
   #link: Link | null = null;
+  /** The link's second connection for small sessions (PROTOCOL.md §4.10), once it joined. */
+  #express: Link | null = null;
   #phase: MultiplexerPhase = 'detached';
   #nextSessionId = 1;
   #peerKeptState = true;
@@ -106,6 +108,11 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
 
   get link(): Link | null {
     return this.#link;
+  }
+
+  /** The current link's express lane, if it has one. */
+  get expressLane(): Link | null {
+    return this.#express;
   }
 
   /** The current (or last) link's path as measured: fastest round trip, best recent delivery rate. */
@@ -166,11 +173,35 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#scheduler.scheduleFlush();
   }
 
+  /**
+   * Adds `express`, a second connection that completed its handshake (JOIN/WELCOME), to the
+   * current link: small sessions' packets go on it from now on (§4.10). Only once the resume
+   * exchange is over and while the link has none; false (and nothing changes) otherwise. The two
+   * live and die together: when either goes down, the link is down, and the resume exchange on the
+   * next one settles what either carried.
+   */
+  attachExpress(express: Link): boolean {
+    const link = this.#link;
+    if (link === null || this.#phase !== 'running' || this.#express !== null || express.state !== 'up') return false;
+    this.#express = express;
+    express.setHandler(this);
+    express.onDown((_express, error) => {
+      if (this.#express !== express) return;
+      this.#logger.info({ peer: express.peer, reason: error.message }, 'express lane down: the link goes down with it');
+      link.fail(error);
+    });
+    this.#scheduler.attachExpress(express);
+    return true;
+  }
+
   /** The link is gone (or superseded): sessions wait, queueing, for the next one. */
   detach(link: Link): void {
     if (this.#link !== link) return;
     this.#link = null;
     this.#phase = 'detached';
+    const express = this.#express;
+    this.#express = null;
+    express?.fail(new LinkClosedError('its link is gone'));
     this.#scheduler.detach(this.#sessions.values());
   }
 

@@ -62,6 +62,11 @@ export class RetransmitQueue {
     return this.#cursor !== null;
   }
 
+  /** True when some packet written on the current link is not acknowledged yet (an OPEN or FIN counts, though empty). */
+  get hasInFlight(): boolean {
+    return this.#cursor !== this.#head;
+  }
+
   /** Seq of the oldest unacknowledged packet, or null when empty. */
   get oldestSeq(): number | null {
     return this.#head === null ? null : this.#head.seq;

@@ -9,7 +9,7 @@ import { Fifo } from './fifo.js';
 import type { QueuedPacket } from './retransmit-queue.js';
 import type { AckTiming, OutputTiming, Session } from './session.js';
 import { RttEstimator } from './rtt-estimator.js';
-import { SharedLinkBudget } from './shared-link.js';
+import { ACK_REQUESTS_PER_BUDGET, ACK_REQUESTS_PER_BUDGET_EXPRESS, SharedLinkBudget } from './shared-link.js';
 
 /** An unsequenced packet for the current link (SYNC, SYNC_END, GOAWAY, a lone ACK). */
 export interface ControlPacket {
@@ -39,9 +39,23 @@ export interface Slot {
   probeSentAt: number;
   /** Since when the session has had bytes in flight with no ack moving them (-1: none in flight). */
   waitingSince: number;
+  /** Its packets in flight went on the express lane (they all go on one lane: see #laneFor). */
+  onExpress: boolean;
 }
 
+/**
+ * Who may take the express lane. A session chooses its lane only when nothing of it is in flight,
+ * so that its packets reach the peer in order though the lanes are two TCP connections: the acks
+ * of everything it wrote on one lane have come back before it writes on the other. It takes the
+ * express lane when what it has to send is a keystroke's or a screen's worth; while on it, it may
+ * have EXPRESS_IN_FLIGHT_BYTES in flight, and once its backlog grows past EXPRESS_BACKLOG_BYTES it
+ * stops there, lets its acks come back (one round trip) and goes on in the main lane.
+ */
+export const EXPRESS_BACKLOG_BYTES = 8 * 1024;
+export const EXPRESS_IN_FLIGHT_BYTES = 16 * 1024;
+
 export const EMPTY_PAYLOAD = Buffer.alloc(0);
+const NO_LANES: ReadonlySet<Link> = new Set();
 
 /** A link's path as measured; null for what was not measured yet. */
 export interface PathEstimate {
@@ -77,6 +91,8 @@ export class SendScheduler {
   /** Unsequenced packets for the current link, written before any session's. */
   #control: ControlPacket[] = [];
   #link: Link | null = null;
+  /** The link's second connection, for small sessions (PROTOCOL.md §4.10), once it has joined. */
+  #express: Link | null = null;
   /** Sessions' packets go out only once the resume exchange is over. */
   #sessionsRunning = false;
   #flushScheduled = false;
@@ -95,7 +111,17 @@ export class SendScheduler {
 
   /** A fresh slot for a new session, in no queue. */
   static slotFor(session: Session): Slot {
-    return { session, ready: false, ackDue: false, ackDelayed: false, sentSinceAckRequest: 0, probeSeq: 0, probeSentAt: -1, waitingSince: -1 };
+    return {
+      session,
+      ready: false,
+      ackDue: false,
+      ackDelayed: false,
+      sentSinceAckRequest: 0,
+      probeSeq: 0,
+      probeSentAt: -1,
+      waitingSince: -1,
+      onExpress: false,
+    };
   }
 
   /**
@@ -104,6 +130,7 @@ export class SendScheduler {
    */
   attach(link: Link, roundTripMs?: number): void {
     this.#link = link;
+    this.#express = null;
     this.#sessionsRunning = false;
     this.#control = [];
     this.#sharedLink.newPath();
@@ -136,9 +163,19 @@ export class SendScheduler {
     return { minRttMs: this.#sharedLink.minRttMs, rateBitsPerSecond: rate === null ? null : rate * 8000, ackTimeoutMs: this.#rtt.timeoutMs };
   }
 
+  /**
+   * Small sessions' packets may go on `express` from now on, and lone acks do. A session moves to
+   * it only once nothing of it is in flight on the main lane.
+   */
+  attachExpress(express: Link): void {
+    this.#express = express;
+    this.scheduleFlush();
+  }
+
   /** The link is gone: nothing is queued for it any more, and no slot is in a queue. */
   detach(slots: Iterable<Slot>): void {
     this.#link = null;
+    this.#express = null;
     this.#sessionsRunning = false;
     this.#control = [];
     this.#ready.clear();
@@ -148,6 +185,7 @@ export class SendScheduler {
       slot.ready = slot.ackDue = slot.ackDelayed = false;
       slot.probeSentAt = -1; // its ack, if any, will not time this link
       slot.waitingSince = -1; // nothing is in flight on no link
+      slot.onExpress = false;
     }
     this.#ackTimer?.cancel();
     this.#ackTimer = null;
@@ -220,7 +258,7 @@ export class SendScheduler {
     if (slot.session.inFlightBytes !== inFlightBefore || slot.session.inFlightBytes === 0) {
       slot.waitingSince = slot.session.inFlightBytes > 0 ? now : -1;
     }
-    this.#sharedLink.noteDelivered(inFlightBefore - slot.session.inFlightBytes, now);
+    if (!slot.onExpress) this.#sharedLink.noteDelivered(inFlightBefore - slot.session.inFlightBytes, now);
     // Unsent packets mean the session is not finished (finishing clears its queue): still ours.
     if (!slot.ready && slot.session.hasUnsent) {
       this.markReady(slot);
@@ -255,15 +293,15 @@ export class SendScheduler {
   }
 
   /**
-   * The packet's type as written: on a shared link, DATA asks for an ack once per quarter budget,
-   * or the session would stall at its budget until the peer's delayed ack. A packet the peer acks
-   * at once, written while no other is being timed, times the round trip.
+   * The packet's type as written: held to a budget, DATA asks for an ack `perBudget` times per
+   * budget's worth, or the session would stall at its budget until the peer's delayed ack. A packet
+   * the peer acks at once, written while no other is being timed, times the round trip.
    */
-  #typeToWrite(slot: Slot, packet: QueuedPacket, budget: number, now: number): PacketType {
+  #typeToWrite(slot: Slot, packet: QueuedPacket, budget: number, now: number, perBudget: number): PacketType {
     let { type } = packet;
     if (type === PacketType.Data && budget !== Number.POSITIVE_INFINITY) {
       slot.sentSinceAckRequest += packet.payload.length;
-      if (slot.sentSinceAckRequest >= budget / 4) type = PacketType.DataAckRequest;
+      if (slot.sentSinceAckRequest >= budget / perBudget) type = PacketType.DataAckRequest;
     }
     if (type === PacketType.Data) return type;
     slot.sentSinceAckRequest = 0;
@@ -280,51 +318,96 @@ export class SendScheduler {
     if (link === null || link.state !== 'up') return;
     const wasBusy = this.#busy; // flushNow may come from inside a frame's handling
     this.#busy = true;
+    const express = this.#express?.state === 'up' ? this.#express : null;
     link.cork();
+    express?.cork();
     // Usually empty: not even an iterator or a fresh array then.
     if (this.#control.length > 0) {
       for (const packet of this.#control) link.writePacket(packet.type, packet.sessionId, 0, packet.ack, packet.payload);
       this.#control = [];
     }
+    let stoppedBy: ReadonlySet<Link> = NO_LANES;
     if (this.#sessionsRunning) {
-      this.#writeSessions(link);
-      this.#writeAcks(link);
+      stoppedBy = this.#writeSessions(link, express);
+      this.#writeAcks(express ?? link);
     }
     link.uncork();
+    express?.uncork();
     this.#busy = wasBusy;
     // The kernel took everything at once: there is room for more now, not at the next 'drain'.
-    if (this.#ready.length > 0 && link.writable) this.scheduleFlush();
+    // Only a lane that held someone back counts: another's room would not let them go.
+    for (const lane of stoppedBy) {
+      if (lane.writable) {
+        this.scheduleFlush();
+        break;
+      }
+    }
   };
 
   /**
-   * Round robin, one packet per session per turn; stop while the socket holds more than its
-   * high-water mark. A session with more to send goes to the back of the queue.
+   * The lane for the slot's next packet, or null while it must wait: on the express lane with as
+   * much in flight as it may have there, or with a backlog that belongs on the main lane, where it
+   * may go only once its packets on the express lane are acknowledged (EXPRESS_BACKLOG_BYTES).
    */
-  #writeSessions(link: Link): void {
+  #laneFor(slot: Slot, main: Link, express: Link | null): Link | null {
+    const { session } = slot;
+    if (express === null) return main;
+    if (!session.hasInFlight) {
+      slot.onExpress = session.unsentBytes <= EXPRESS_BACKLOG_BYTES;
+      return slot.onExpress ? express : main;
+    }
+    if (!slot.onExpress) return main;
+    return session.unsentBytes <= EXPRESS_BACKLOG_BYTES && session.inFlightBytes < EXPRESS_IN_FLIGHT_BYTES ? express : null;
+  }
+
+  /**
+   * Round robin, one packet per session per turn; a lane whose socket holds more than its
+   * high-water mark takes no more, and its sessions wait for the next flush. A session with more
+   * to send goes to the back of the queue. Returns the lanes that held a session back.
+   */
+  #writeSessions(main: Link, express: Link | null): ReadonlySet<Link> {
     const now = this.#clock.now();
-    while (this.#ready.length > 0 && link.writable) {
+    const full = new Set<Link>();
+    const held: Slot[] = [];
+    const anyWritable = (): boolean => main.writable || (express !== null && express.writable);
+    while (this.#ready.length > 0 && anyWritable()) {
       const slot = this.#ready.shift() as Slot;
       if (!slot.ready) continue;
       slot.ready = false;
       const { session } = slot;
-      // Over its budget on a shared link: held back until acks free room (acknowledged() puts it
-      // back in the queue). Asked per packet: the packet before may have made the link shared.
-      const budget = this.#sharedLink.budgetBytes(now);
+      const lane = this.#laneFor(slot, main, express);
+      if (lane === null) continue; // its acks put it back in the queue (acknowledged())
+      if (!lane.writable) {
+        full.add(lane);
+        held.push(slot);
+        continue;
+      }
+      // The main lane's budget: over it on a shared link, a session is held back until acks free
+      // room (acknowledged() puts it back in the queue). Asked per packet: the packet before may
+      // have made the link shared. The express lane's sessions are held by #laneFor instead.
+      const budget = lane === main ? this.#sharedLink.budgetBytes(now, express !== null) : Number.POSITIVE_INFINITY;
       if (session.inFlightBytes >= budget) continue;
       const packet = session.takeNextPacket();
       if (packet !== null) {
         if (slot.waitingSince < 0) slot.waitingSince = now;
-        this.#sharedLink.noteSent(slot, now);
-        const type = this.#typeToWrite(slot, packet, budget, now);
-        link.writePacket(type, session.id, packet.seq, session.takeAck(), packet.payload);
+        if (lane === main) this.#sharedLink.noteSent(slot, now);
+        const type = this.#typeToWrite(slot, packet, budget, now, express === null ? ACK_REQUESTS_PER_BUDGET : ACK_REQUESTS_PER_BUDGET_EXPRESS);
+        lane.writePacket(type, session.id, packet.seq, session.takeAck(), packet.payload);
         // The ack rode on this packet: the session's entries in the ack queues are stale.
         slot.ackDue = slot.ackDelayed = false;
       }
       if (session.hasUnsent) this.markReady(slot);
     }
+    if (this.#ready.length > 0) {
+      // Stopped with sessions still to go: every lane is full.
+      full.add(main);
+      if (express !== null) full.add(express);
+    }
+    for (const slot of held) this.markReady(slot);
+    return full;
   }
 
-  /** Acks that found no packet to ride on go alone. */
+  /** Acks that found no packet to ride on go alone, on the express lane if there is one: nothing queues ahead of them there. */
   #writeAcks(link: Link): void {
     for (let slot = this.#acksDue.shift(); slot !== undefined; slot = this.#acksDue.shift()) {
       if (!slot.ackDue) continue;

@@ -102,6 +102,16 @@ export class SendWindow {
     return this.#queue.hasUnsent;
   }
 
+  /** Payload bytes queued and not yet written on the current link. */
+  get unsentBytes(): number {
+    return this.#queue.bytes - this.#queue.sentBytes;
+  }
+
+  /** True while some packet written on the current link awaits its ack. */
+  get hasInFlight(): boolean {
+    return this.#queue.hasInFlight;
+  }
+
   /** True while a write waits for room. */
   get hasWaitingWrite(): boolean {
     return this.#waiting !== null;
@@ -125,14 +135,15 @@ export class SendWindow {
   }
 
   /**
-   * Processes the peer's cumulative ack; returns true when it moved. Throws ProtocolError for an
-   * ack that goes back or past what we have sent. `at`: when, on which path, for the window's
-   * growth (none for the ack a resume reports: it spans the outage).
+   * Processes the peer's cumulative ack; returns true when it moved. An ack behind the one we
+   * hold is stale and ignored: the peer's packets travel on two connections (the express lane,
+   * PROTOCOL.md §4.10), so an older ack can arrive after a newer one. Throws ProtocolError for an
+   * ack past what we have sent. `at`: when, on which path, for the window's growth (none for the
+   * ack a resume reports: it spans the outage).
    */
   acknowledge(ack: number, sessionId: number, at?: AckTime): boolean {
-    if (ack === this.#peerAck) return false;
-    // An ack may only move forward, and never past what we have sent.
-    if (!seqBefore(this.#peerAck, ack) || !seqBeforeOrEqual(ack, this.#nextSeq)) {
+    if (ack === this.#peerAck || seqBefore(ack, this.#peerAck)) return false;
+    if (!seqBeforeOrEqual(ack, this.#nextSeq)) {
       throw new ProtocolError(`session ${sessionId}: ack ${ack} outside the unacknowledged range [${this.#peerAck}, ${this.#nextSeq}]`);
     }
     this.#peerAck = ack;

@@ -168,6 +168,16 @@ export class Session extends Duplex {
     return this.#send.hasUnsent;
   }
 
+  /** Payload bytes queued and not yet written on the current link. */
+  get unsentBytes(): number {
+    return this.#send.unsentBytes;
+  }
+
+  /** True while some packet written on the current link awaits its ack. */
+  get hasInFlight(): boolean {
+    return this.#send.hasInFlight;
+  }
+
   /** True when an ack newer than the last one sent may go to the peer. */
   get ackPending(): boolean {
     return this.#receive.ackPending;

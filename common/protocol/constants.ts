@@ -70,10 +70,16 @@ export enum PacketType {
    * window since it last asked. Other DATA may be acknowledged after a short delay.
    */
   DataAckRequest = 11,
+  /**
+   * Link level, client to server, first packet of a second connection of a running link: the
+   * express lane (§4.10), which carries small sessions past the bulk ones. Payload: HELLO's. A
+   * server older than it refuses the unknown type, and the link goes on with one connection.
+   */
+  Join = 12,
 }
 
 /** One more than the largest defined packet type: anything at or above it is unknown. */
-export const PACKET_TYPE_LIMIT = PacketType.DataAckRequest + 1;
+export const PACKET_TYPE_LIMIT = PacketType.Join + 1;
 
 /** Why a GOAWAY was sent, in its `ack` field (§2): lets the client tell a refusal it must act on. */
 export enum GoAwayCode {

@@ -15,6 +15,8 @@ describe('cproxy command line', () => {
     expect(options.connectStaggerMs).toBe(250);
     expect(options.addressPollMs).toBe(200);
     expect(parseCproxyArgs(['--address-poll', '0']).addressPollMs).toBe(0);
+    expect(options.expressLane).toBe(true);
+    expect(parseCproxyArgs(['--no-express-lane']).expressLane).toBe(false);
     expect(options.windowBytes).toBe(2 * 1024 * 1024);
     expect(options.logLevel).toBe('info');
   });

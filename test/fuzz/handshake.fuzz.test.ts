@@ -256,6 +256,7 @@ const LINK_DOWN_MESSAGES: Readonly<Record<string, readonly RegExp[]>> = {
   ETCP_ERR_PROTOCOL: PROTOCOL_MESSAGES,
   ETCP_ERR_HANDSHAKE: [
     /^expected HELLO, got \w+$/,
+    /^express lane for client [0-9a-f]{8} refused: (no such client|its link is not running|its link has an express lane already)$/,
     new RegExp(`^HELLO payload must be ${HELLO_PAYLOAD_BYTES} bytes, got \\d+$`),
     /^unsupported protocol version \d+$/,
     new RegExp(`^no HELLO within ${DEAD_AFTER_MS} ms$`),
@@ -445,7 +446,15 @@ describe('server handshake fuzz: whole connections through ServerEndpoint.handle
           if (connection.welcomed && down.clientId === LEGITIMATE.id.toString('hex')) {
             expect.fail(`the fuzzer took over the legitimate client's id: ${JSON.stringify(seen)}`);
           }
-          const refusal = error.code === 'ETCP_ERR_AUTH' ? GoAwayCode.Authentication : error.code === 'ETCP_ERR_LIMIT' ? GoAwayCode.Limit : null;
+          // A JOIN refused (no express lane for that client) is told in a GOAWAY too, as the closing kind.
+          const refusal =
+            error.code === 'ETCP_ERR_AUTH'
+              ? GoAwayCode.Authentication
+              : error.code === 'ETCP_ERR_LIMIT'
+                ? GoAwayCode.Limit
+                : error.message.startsWith('express lane for client')
+                  ? GoAwayCode.Closing
+                  : null;
           if (connection.goAwayCode !== refusal) expect.fail(`GOAWAY ${connection.goAwayCode} for ${error.code}: ${JSON.stringify(seen)}`);
         }
         if (server.pendingLinkCount !== 0) expect.fail(`${server.pendingLinkCount} pending links left`);

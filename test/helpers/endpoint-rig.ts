@@ -24,7 +24,6 @@ import { ManualClock } from './manual-clock.js';
 const onCleanup = useCleanup();
 
 
-
 /**
  * What the client's dialer does on the memory transport:
  *  - accept:  a fresh pair; the far end goes to server.handleConnection
@@ -36,11 +35,17 @@ export type DialMode = 'accept' | 'refuse' | 'hang' | 'custom';
 
 export interface RigOptions {
   transport?: 'memory' | 'tcp';
+  /**
+   * The client's configuration. Its express lane is off unless asked for: a test of how links are
+   * dialled, cut and resumed counts connections, and the lane's would get in the way.
+   */
   client?: Partial<ClientConfig>;
   server?: Partial<ServerConfig>;
   random?: () => number;
   mode?: DialMode;
   customDial?: Dialer;
+  /** Called with each accepted memory pair once the server has it (to watch what crosses it). */
+  tap?: (pair: FaultyPair) => void;
   clock?: ManualClock;
   /** The client's view of the host's addresses (its address watch); the real interfaces by default. */
   readAddresses?: () => Set<string>;
@@ -64,6 +69,7 @@ export class Rig {
   readonly client: ClientEndpoint;
   mode: DialMode;
   customDial: Dialer | null;
+  readonly #tap: ((pair: FaultyPair) => void) | null;
   /** Memory transport: one pair per accepted dial, in order. */
   readonly pairs: FaultyPair[] = [];
   /** Clock time of every dial. */
@@ -87,6 +93,7 @@ export class Rig {
     this.clock = options.clock ?? new ManualClock();
     this.mode = options.mode ?? 'accept';
     this.customDial = options.customDial ?? null;
+    this.#tap = options.tap ?? null;
     const server = new ServerEndpoint({ clock: this.clock, ...(options.server === undefined ? {} : { config: options.server }) });
     this.server = server;
     onCleanup(() => server.close());
@@ -110,7 +117,7 @@ export class Rig {
       dial: this.#dial,
       serverName: tcp === null ? 'memory' : `127.0.0.1:${tcp.port}`,
       clock: this.clock,
-      ...(options.client === undefined ? {} : { config: options.client }),
+      config: { expressLane: false, ...options.client },
       ...(options.random === undefined ? {} : { random: options.random }),
       ...(options.readAddresses === undefined ? {} : { readAddresses: options.readAddresses }),
     });
@@ -165,6 +172,7 @@ export class Rig {
         const pair = new FaultyPair();
         this.pairs.push(pair);
         this.server.handleConnection(pair.b, `memory-${this.pairs.length}`);
+        this.#tap?.(pair);
         return pair.a;
       }
     }

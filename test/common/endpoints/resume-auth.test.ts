@@ -116,7 +116,7 @@ class TestClient {
       random: () => 0,
       ...(options.clientId === undefined ? {} : { clientId: options.clientId }),
       ...(options.resumeToken === undefined ? {} : { resumeToken: options.resumeToken }),
-      ...(options.config === undefined ? {} : { config: options.config }),
+      config: { expressLane: false, ...options.config },
     });
     this.endpoint = endpoint;
     onCleanup(() => endpoint.close('test over'));

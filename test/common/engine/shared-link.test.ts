@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SHARED_LINK_BDP_GAIN, SharedLinkBudget } from '../../../common/engine/shared-link.js';
+import { EXPRESS_MAIN_BDP_GAIN, SHARED_LINK_BDP_GAIN, SharedLinkBudget } from '../../../common/engine/shared-link.js';
 
 const FLOOR = 256 * 1024;
 const HOLD_MS = 250;
@@ -137,6 +137,22 @@ describe('SharedLinkBudget: how much', () => {
     const t = deliver(loopback, 1_000_000, 0, 100); // 8 Gbit/s
     loopback.noteSent(bulk, t);
     expect(loopback.budgetBytes(t)).toBeGreaterThan(16 * 1024 * 1024); // more than any window
+  });
+
+  it('with an express lane, holds the main lane to the product and a tenth, and 20 ms, alone or shared', () => {
+    const main = budget(16 * 1024);
+    expect(main.budgetBytes(0, true)).toBe(Number.POSITIVE_INFINITY); // nothing measured: only the window
+    main.noteRoundTrip(50);
+    let now = deliver(main, 1, 0, 1);
+    for (const bytesPerMs of [300, 600, 1200, 2400]) now = deliver(main, bytesPerMs, now, 50);
+    main.noteSent(bulk, now);
+    expect(main.budgetBytes(now, true)).toBe((2 * 50 + 20) * 2400); // room to double, as without the lane
+    now = deliver(main, 2400, now, 200);
+    expect(main.budgetBytes(now, true)).toBe(Math.ceil((EXPRESS_MAIN_BDP_GAIN * 50 + 20) * 2400));
+    expect(main.budgetBytes(now, true)).toBeLessThan(main.budgetBytes(now, false));
+    main.noteSent(keys, now); // a second sender on the main lane: the same budget
+    expect(main.isShared(now)).toBe(true);
+    expect(main.budgetBytes(now, true)).toBe(Math.ceil((EXPRESS_MAIN_BDP_GAIN * 50 + 20) * 2400));
   });
 
   it('forgets the round trips and the rate on a new path (the client roamed) and starts from the floor', () => {
