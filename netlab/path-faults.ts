@@ -23,12 +23,13 @@ export function preferNewAddress(hosts: TwoHostNetwork, address: string): void {
   onClient(hosts, ['ip', 'route', 'add', `${TwoHostNetwork.SERVER_ADDRESS}/32`, 'dev', hosts.clientDevice, 'src', address]);
 }
 
-/** The client's local port of its one established connection to `serverPort`. */
-export function clientPortTo(hosts: TwoHostNetwork, serverPort: number): number {
-  const line = onClient(hosts, ['ss', '-Htn', 'state', 'established', `( dport = :${serverPort} )`]).trim();
-  const port = Number(line.split(/\s+/)[2]?.split(':').at(-1));
-  if (!Number.isInteger(port)) throw new Error(`no connection to port ${serverPort} on ${hosts.client}: ${JSON.stringify(line)}`);
-  return port;
+/** The client's local ports of its established connections to `serverPort` (a link and its express lane). */
+export function clientPortsTo(hosts: TwoHostNetwork, serverPort: number): number[] {
+  const listing = onClient(hosts, ['ss', '-Htn', 'state', 'established', `( dport = :${serverPort} )`]);
+  const lines = listing.split('\n').filter((line) => line.trim() !== '');
+  const ports = lines.map((line) => Number(line.trim().split(/\s+/)[2]?.split(':').at(-1)));
+  if (ports.length === 0 || !ports.every(Number.isInteger)) throw new Error(`no connection to port ${serverPort} on ${hosts.client}: ${JSON.stringify(listing)}`);
+  return ports;
 }
 
 /**
@@ -38,4 +39,9 @@ export function clientPortTo(hosts: TwoHostNetwork, serverPort: number): number 
 export function forgetConnection(hosts: TwoHostNetwork, clientPort: number): void {
   onClient(hosts, ['iptables', '-I', 'OUTPUT', '-p', 'tcp', '--sport', String(clientPort), '-j', 'DROP']);
   onClient(hosts, ['iptables', '-I', 'INPUT', '-p', 'tcp', '--dport', String(clientPort), '-j', 'DROP']);
+}
+
+/** A middlebox that forgot every connection to `serverPort` at once (a NAT that restarted): the whole link. */
+export function forgetConnectionsTo(hosts: TwoHostNetwork, serverPort: number): void {
+  for (const port of clientPortsTo(hosts, serverPort)) forgetConnection(hosts, port);
 }

@@ -8,7 +8,7 @@
  *   - a laptop's sleep: cproxy stopped for 20 s, from SIGCONT to the sessions resumed.
  * Targets (issue 17): <= 500 ms, <= 1 s, (no goal: shown), <= 300 ms, <= 1 s.
  */
-import { clientPortTo, forgetConnection, preferNewAddress } from '../../netlab/path-faults.js';
+import { forgetConnectionsTo, preferNewAddress } from '../../netlab/path-faults.js';
 import { TwoHostNetwork } from '../../netlab/two-hosts.js';
 import { WanHosts } from '../../netlab/wan-hosts.js';
 import { NODE, peerScript, procs } from '../harness/context.js';
@@ -90,8 +90,8 @@ async function measureRoaming(): Promise<void> {
   progress('roaming: a middlebox forgets the link');
   const forget = veth('c');
   out['forgottenLinkMs'] = await onTwoHosts('roam-forget', forget, async () => forget.create(), (place) => {
-    const linkPort = clientPortTo(forget, place.path.linkPort as number);
-    return typeKeys('roam-forget', place, 5, async () => forgetConnection(forget, linkPort)).then(longest);
+    const linkPort = place.path.linkPort as number;
+    return typeKeys('roam-forget', place, 5, async () => forgetConnectionsTo(forget, linkPort)).then(longest);
   });
 
   // The outage: the emulated path's blackhole (WanHosts joins the same two hosts by a forwarder).

@@ -169,6 +169,11 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       ...(options.readAddresses === undefined ? {} : { readAddresses: options.readAddresses }),
       client: {
         upLink: () => (this.#state === 'up' ? this.#link : null),
+        upLanes: () => {
+          if (this.#state !== 'up' || this.#link === null) return [];
+          const express = this.#mux.expressLane;
+          return express === null ? [this.#link] : [this.#link, express];
+        },
         linkLocalAddress: () => this.#linkLocalAddress,
         hasLink: () => this.#link !== null,
         isDialing: () => this.#state === 'dialing',

@@ -23,7 +23,7 @@ export interface ClientConfig extends EngineConfig {
   reconnectMaxDelayMs: number;
   /**
    * Each link gets a second TCP connection, the express lane, for small sessions (PROTOCOL.md
-   * §4.10), so that a keystroke never waits in a bulk session's congestion window.
+   * §4.11), so that a keystroke never waits in a bulk session's congestion window.
    */
   expressLane: boolean;
 }

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Clock, TimerHandle } from '../support/clock.js';
 import { ClosedError } from '../support/errors.js';
@@ -7,7 +8,7 @@ import type { Link, LinkTimings } from '../transport/link.js';
 import { SecondLink } from './second-link.js';
 
 /**
- * The client's side of the express lane (PROTOCOL.md §4.10): once a link is up, a second TCP
+ * The client's side of the express lane (PROTOCOL.md §4.11): once a link is up, a second TCP
  * connection to the same server joins it, and small sessions (keystrokes, a screen's worth of
  * output) go on it, past whatever a bulk session keeps queued in the main connection. On one
  * connection a keystroke shares the bulk's congestion window and its recoveries: a loss, or BBR's
@@ -69,13 +70,15 @@ export class ExpressLane {
       serverName,
       config: this.#options.config,
       clock: this.#options.clock,
-      onWelcome: (lane, _socket, _welcome, roundTripMs) => {
+      onWelcome: (lane, socket, _welcome, roundTripMs) => {
         this.#attempt = null;
         if (generation !== this.#generation || !attach(lane)) {
           lane.fail(new ClosedError('its link is gone'));
           return;
         }
-        logger.debug({ server: serverName, rttMs: Math.round(roundTripMs * 10) / 10 }, 'express lane up');
+        // Its local port tells the lane from the link's first connection in `ss` (and to the tests).
+        const localPort = (socket as Partial<Socket>).localPort;
+        logger.debug({ server: serverName, rttMs: Math.round(roundTripMs * 10) / 10, ...(localPort === undefined ? {} : { localPort }) }, 'express lane up');
       },
       onFailed: (reason) => {
         this.#attempt = null;

@@ -29,6 +29,8 @@ export interface RoamingCounts {
 export interface WatchedClient {
   /** The link the sessions run on, while it is up; null otherwise. */
   upLink(): Link | null;
+  /** The up link's connections: the link itself and its express lane, if it has one (empty while not up). */
+  upLanes(): Link[];
   /** The current link's local address, once known (also while it handshakes). */
   linkLocalAddress(): string | null;
   /** A link exists (up or in its handshake). */
@@ -146,8 +148,9 @@ export class PathWatch {
   }
 
   /**
-   * Probes the up link; a late answer asks for a second link. An answer in time: nothing more.
-   * Returns whether a probe went out (not while another is unanswered or a second link is made).
+   * Probes the up link, on each of its connections; a late answer from either asks for a second
+   * link (which brings a lane of its own). Answers in time: nothing more. Returns whether a probe
+   * went out (not while another is unanswered or a second link is made).
    */
   #probe(cause: LogFields): boolean {
     const link = this.#client.upLink();
@@ -165,13 +168,16 @@ export class PathWatch {
       this.#client.onProbeLate();
     }, dueMs);
     this.#probeTimer = deadline;
-    link.probe(() => {
+    const lanes = this.#client.upLanes();
+    let unanswered = lanes.length;
+    const onAnswer = (): void => {
       // Only this probe's own deadline: a late answer must not cancel a later probe's.
-      if (this.#probeTimer !== deadline) return;
+      if (--unanswered > 0 || this.#probeTimer !== deadline) return;
       deadline.cancel();
       this.#probeTimer = null;
-      this.#logger.debug({ ...why, answeredInMs: Math.round(this.#clock.now() - sentAt) }, 'the link answered its probe');
-    });
+      this.#logger.debug({ ...why, lanes: lanes.length, answeredInMs: Math.round(this.#clock.now() - sentAt) }, 'the link answered its probe');
+    };
+    for (const lane of lanes) lane.probe(onAnswer);
     return true;
   }
 }

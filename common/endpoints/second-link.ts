@@ -70,7 +70,7 @@ export function readWelcome(frame: Frame): Welcome {
 
 /**
  * Opens the handshake on a new link: HELLO with who we are and the proof of it; or, for the
- * express lane of a running link, JOIN with the same (§4.10).
+ * express lane of a running link, JOIN with the same (§4.11).
  */
 export function sendHello(link: Link, hello: { clientId: Buffer; resumeToken: Buffer }, type: PacketType.Hello | PacketType.Join = PacketType.Hello): void {
   link.writePacket(type, LINK_SESSION_ID, 0, 0, encodeHello(hello.clientId, hello.resumeToken));

@@ -199,7 +199,7 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
   }
 
   /**
-   * A second connection of a client's running link, to be its express lane (§4.10). Refused
+   * A second connection of a client's running link, to be its express lane (§4.11). Refused
    * (and the client goes on with one connection) for a client we do not hold, one without a
    * running link, or one whose link has its lane already.
    */

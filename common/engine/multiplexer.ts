@@ -83,7 +83,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   /** The peer's SYNC list for the link being resumed. */
   #peerAcks = new Map<number, number>();
   #link: Link | null = null;
-  /** The link's second connection for small sessions (PROTOCOL.md §4.10), once it joined. */
+  /** The link's second connection for small sessions (PROTOCOL.md §4.11), once it joined. */
   #express: Link | null = null;
   #phase: MultiplexerPhase = 'detached';
   #nextSessionId = 1;
@@ -175,7 +175,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
 
   /**
    * Adds `express`, a second connection that completed its handshake (JOIN/WELCOME), to the
-   * current link: small sessions' packets go on it from now on (§4.10). Only once the resume
+   * current link: small sessions' packets go on it from now on (§4.11). Only once the resume
    * exchange is over and while the link has none; false (and nothing changes) otherwise. The two
    * live and die together: when either goes down, the link is down, and the resume exchange on the
    * next one settles what either carried.

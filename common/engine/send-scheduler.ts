@@ -91,7 +91,7 @@ export class SendScheduler {
   /** Unsequenced packets for the current link, written before any session's. */
   #control: ControlPacket[] = [];
   #link: Link | null = null;
-  /** The link's second connection, for small sessions (PROTOCOL.md §4.10), once it has joined. */
+  /** The link's second connection, for small sessions (PROTOCOL.md §4.11), once it has joined. */
   #express: Link | null = null;
   /** Sessions' packets go out only once the resume exchange is over. */
   #sessionsRunning = false;
@@ -147,14 +147,21 @@ export class SendScheduler {
    * How long the link has gone without an ack moving any session's bytes while some are in
    * flight (0 when nothing is): the shortest wait of the sessions that are waiting, so that one
    * session whose peer holds its acks back (its consumer is behind) does not make a link whose
-   * other acks flow look dead. A path that stopped delivering shows here within a round trip or
-   * two, long before the dead-link timeout. `slots`: the multiplexer's.
+   * other acks flow look dead. Taken per lane, the longer of the two counting: one connection of
+   * the link may stop while the other's acks flow. A path that stopped delivering shows here within
+   * a round trip or two, long before the dead-link timeout. `slots`: the multiplexer's.
    */
   ackWaitMs(slots: Iterable<Slot>): number {
     const now = this.#clock.now();
-    let shortest = Number.POSITIVE_INFINITY;
-    for (const slot of slots) if (slot.waitingSince >= 0) shortest = Math.min(shortest, now - slot.waitingSince);
-    return Number.isFinite(shortest) ? shortest : 0;
+    let shortestMain = Number.POSITIVE_INFINITY;
+    let shortestExpress = Number.POSITIVE_INFINITY;
+    for (const slot of slots) {
+      if (slot.waitingSince < 0) continue;
+      const waited = now - slot.waitingSince;
+      if (slot.onExpress) shortestExpress = Math.min(shortestExpress, waited);
+      else shortestMain = Math.min(shortestMain, waited);
+    }
+    return Math.max(Number.isFinite(shortestMain) ? shortestMain : 0, Number.isFinite(shortestExpress) ? shortestExpress : 0);
   }
 
   /** What the current (or last) link's path was measured to be: its fastest round trip and best recent rate. */
@@ -390,7 +397,11 @@ export class SendScheduler {
       const packet = session.takeNextPacket();
       if (packet !== null) {
         if (slot.waitingSince < 0) slot.waitingSince = now;
-        if (lane === main) this.#sharedLink.noteSent(slot, now);
+        // Either lane: a keystroke on the express lane still makes the link shared, so that the bulk
+        // beside it is held to the shared budget (on loopback the floor: a proxy's event loop is
+        // the bottleneck there, and a bulk session's megabytes in the kernel's buffers delay every
+        // lane's packets behind their processing).
+        this.#sharedLink.noteSent(slot, now);
         const type = this.#typeToWrite(slot, packet, budget, now, express === null ? ACK_REQUESTS_PER_BUDGET : ACK_REQUESTS_PER_BUDGET_EXPRESS);
         lane.writePacket(type, session.id, packet.seq, session.takeAck(), packet.payload);
         // The ack rode on this packet: the session's entries in the ack queues are stale.

@@ -137,7 +137,7 @@ export class SendWindow {
   /**
    * Processes the peer's cumulative ack; returns true when it moved. An ack behind the one we
    * hold is stale and ignored: the peer's packets travel on two connections (the express lane,
-   * PROTOCOL.md §4.10), so an older ack can arrive after a newer one. Throws ProtocolError for an
+   * PROTOCOL.md §4.11), so an older ack can arrive after a newer one. Throws ProtocolError for an
    * ack past what we have sent. `at`: when, on which path, for the window's growth (none for the
    * ack a resume reports: it spans the outage).
    */

@@ -38,14 +38,16 @@ export const SHARED_LINK_BDP_GAIN = 1.25;
 const ALONE_STARTUP_ROUND_TRIPS = 2;
 const ALONE_QUEUE_MS = 20;
 /**
- * With an express lane (§4.10) the main lane carries no keystrokes, and its budget is there to
+ * With an express lane (§4.11) the main lane carries no keystrokes, and its budget is there to
  * keep the path's bottleneck queue short for everyone's packets, the express lane's included.
  * Its own congestion control cannot: held below its window by this budget, the connection counts
  * as application-limited, BBR stays in its start-up mode (pacing at 2.9 times the rate, `ss -ti`
  * in the WAN bench), and whatever the budget lets out above the path's product goes straight into
- * the bottleneck's queue. So the budget is the product and a little more: EXPRESS_MAIN_BDP_GAIN
- * of it and EXPRESS_MAIN_QUEUE_MS of sending (twice the product while the rate may still double),
- * with acks asked for every eighth of it, so that room comes back in small steps, not bursts.
+ * the bottleneck's queue. So a session alone on the main lane is held to the product and a
+ * little more: EXPRESS_MAIN_BDP_GAIN of it and EXPRESS_MAIN_QUEUE_MS of sending (twice the product
+ * while the rate may still double); shared (a keystroke on either lane within the hold), to the
+ * shared budget as without the lane. Acks are asked for every eighth of the budget, so that room
+ * comes back in small steps, not bursts.
  */
 export const EXPRESS_MAIN_BDP_GAIN = 1.1;
 /**
@@ -126,8 +128,8 @@ export class SharedLinkBudget {
     if (this.#floorBytes === 0) return Number.POSITIVE_INFINITY;
     const rate = this.#rate.bytesPerMs(now);
     const measured = Number.isFinite(this.#minRttMs) && rate !== null;
-    if (express) {
-      if (!measured) return this.isShared(now) ? this.#floorBytes : Number.POSITIVE_INFINITY;
+    if (express && !this.isShared(now)) {
+      if (!measured) return Number.POSITIVE_INFINITY;
       const roundTrips = this.#rate.full ? EXPRESS_MAIN_BDP_GAIN : ALONE_STARTUP_ROUND_TRIPS;
       return Math.max(this.#floorBytes, Math.ceil((roundTrips * this.#minRttMs + EXPRESS_MAIN_QUEUE_MS) * rate));
     }

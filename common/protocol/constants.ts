@@ -72,7 +72,7 @@ export enum PacketType {
   DataAckRequest = 11,
   /**
    * Link level, client to server, first packet of a second connection of a running link: the
-   * express lane (§4.10), which carries small sessions past the bulk ones. Payload: HELLO's. A
+   * express lane (§4.11), which carries small sessions past the bulk ones. Payload: HELLO's. A
    * server older than it refuses the unknown type, and the link goes on with one connection.
    */
   Join = 12,

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { clientPortTo, forgetConnection, preferNewAddress } from '../../netlab/path-faults.js';
+import { clientPortsTo, forgetConnection, forgetConnectionsTo, preferNewAddress } from '../../netlab/path-faults.js';
 import { TwoHostNetwork } from '../../netlab/two-hosts.js';
 import { WanHosts } from '../../netlab/wan-hosts.js';
 import { useCleanup } from '../helpers/cleanup.js';
@@ -127,15 +127,32 @@ describe('roaming and outages on two hosts (namespaces, with a secret)', () => {
     // the wait for acks, only the dead-link timeout (3 s) would notice.
     const hosts = twoHosts('n');
     const { cproxy } = await startPair(hosts);
-    const linkPort = clientPortTo(hosts, LINK_PORT);
     const { samples } = await typeKeys(hosts, 150, async () => {
       await sleep(1000);
-      forgetConnection(hosts, linkPort);
+      forgetConnectionsTo(hosts, LINK_PORT); // the link and its express lane
     });
     const longest = Math.max(...samples);
     console.log(`forgotten link: the longest a key waited for its echo was ${Math.round(longest)} ms`);
     // Seen: 562 ms (300 ms without an ack, a look every 100 ms, the probe's 200 ms, a handshake);
     // with the check for acks switched off, 2991 ms.
+    expect(longest).toBeLessThan(1000);
+    const probed = await cproxy.proc.waitForLog((line) => line.msg.startsWith('probe unanswered after'));
+    expect(String(probed['reason'])).toMatch(/^no ack for \d+ ms$/);
+    await cproxy.proc.waitForLog((line) => line.msg.startsWith('link up: switched to the second link'));
+  }, 60_000);
+
+  it('a middlebox forgets only the express lane: the keys\' acks stop there, its probe goes unanswered, a second link', async () => {
+    // The first connection's acks and probes would still come: the watch must look at each lane.
+    const hosts = twoHosts('x');
+    const { cproxy } = await startPair(hosts);
+    const lane = await cproxy.proc.waitForLog((line) => line.msg === 'express lane up');
+    expect(clientPortsTo(hosts, LINK_PORT)).toHaveLength(2);
+    const { samples } = await typeKeys(hosts, 150, async () => {
+      await sleep(1000);
+      forgetConnection(hosts, Number(lane['localPort']));
+    });
+    const longest = Math.max(...samples);
+    console.log(`forgotten express lane: the longest a key waited for its echo was ${Math.round(longest)} ms`);
     expect(longest).toBeLessThan(1000);
     const probed = await cproxy.proc.waitForLog((line) => line.msg.startsWith('probe unanswered after'));
     expect(String(probed['reason'])).toMatch(/^no ack for \d+ ms$/);
