@@ -2,7 +2,7 @@ import yargs from 'yargs';
 import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../common/transport/address.js';
 import { DEFAULT_CLIENT_CONFIG } from '../common/endpoints/config.js';
 import { ConfigError } from '../common/support/errors.js';
-import { MAX_OPEN_TARGET_BYTES } from '../common/protocol/messages.js';
+import { checkDistinctListeners, checkOpenTarget, parseLocalForward, type LocalForward } from '../common/forwarding/forward-spec.js';
 import {
   addSharedOptions,
   failWithUsageError,
@@ -17,10 +17,12 @@ export const CPROXY_DEFAULT_LISTEN: HostPort = { host: '127.0.0.1', port: 5200 }
 export const CPROXY_DEFAULT_SERVER: HostPort = { host: '127.0.0.1', port: 6200 };
 
 export interface CproxyOptions extends SharedCliOptions {
-  listen: HostPort;
+  /**
+   * What cproxy listens on, each with the target it asks sproxy for: the forward of --listen and
+   * --target (or of the positional form, or the default), then each -L in order. Never empty.
+   */
+  forwards: LocalForward[];
   server: HostPort;
-  /** The target to ask sproxy for (one of its --allow), or null for sproxy's default. */
-  target: HostPort | null;
   connectTimeoutMs: number;
   connectStaggerMs: number;
   /** How often the host's addresses are looked at; 0: never. */
@@ -37,6 +39,7 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
       .usage(
         [
           'Usage: cproxy [--listen [HOST:]PORT] [--server HOST:PORT] [options]',
+          '       cproxy --server HOST:PORT -L [BIND:]PORT:HOST:HOSTPORT [-L ...] [options]',
           '       cproxy LPORT SPROXY_HOST SPROXY_PORT',
           '',
           'Accepts your application\'s TCP connections and carries them to sproxy over one link that',
@@ -61,6 +64,15 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
       .option('target', {
         type: 'string',
         describe: "ask sproxy to connect sessions to HOST:PORT (one of its --allow) instead of its default",
+        requiresArg: true,
+      })
+      .option('local-forward', {
+        alias: 'L',
+        type: 'string',
+        array: true,
+        describe:
+          'listen on [BIND:]PORT (127.0.0.1 if no BIND; * for every interface) and carry each connection to ' +
+          "HOST:HOSTPORT from sproxy's side (one of its --allow), as ssh -L; repeatable, all over the one link",
         requiresArg: true,
       })
       .option('connect-timeout', {
@@ -95,6 +107,7 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
     .example('cproxy', 'listen on 127.0.0.1:5200, link to sproxy on 127.0.0.1:6200')
     .example('cproxy --server vps.example.net:6200 --secret-file ~/.eternal-tcp.secret', 'then: telnet localhost 5200')
     .example('cproxy 5200 vps.example.net 6200', 'the same, in the original programs\' form')
+    .example('cproxy --server vps:6200 -L 5200:localhost:23 -L 2222:localhost:22', 'telnet and ssh over one link')
     .strict()
     .fail(failWithUsageError)
     .version(packageVersion())
@@ -105,6 +118,7 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
     .parseSync();
 
   const positional = [parsed.lport, parsed.sproxyHost, parsed.sproxyPort].filter((value) => value !== undefined);
+  const localForwards = (parsed['local-forward'] ?? []).map((text) => parseLocalForward(String(text)));
   let listen = CPROXY_DEFAULT_LISTEN;
   let server = CPROXY_DEFAULT_SERVER;
   if (positional.length > 0) {
@@ -128,23 +142,18 @@ export function parseCproxyArgs(args: string[]): CproxyOptions {
       `--connect-stagger (${connectStaggerMs}) must not be longer than --connect-timeout (${connectTimeoutMs})`,
     );
   }
+  // --listen's forward (the default one) when it is asked for, or when there is no -L.
+  const target = parsed.target === undefined ? null : checkOpenTarget(parseHostPort(parsed.target, '--target'), '--target');
+  const ownForward = positional.length > 0 || parsed.listen !== undefined || parsed.target !== undefined || localForwards.length === 0;
+  const forwards = [...(ownForward ? [{ listen, target }] : []), ...localForwards];
+  checkDistinctListeners(forwards);
   return {
     ...readSharedOptions(parsed),
-    listen,
+    forwards,
     server,
-    target: parsed.target === undefined ? null : parseTarget(parsed.target),
     connectTimeoutMs,
     connectStaggerMs,
     addressPollMs: parsePositiveInteger(parsed['address-poll'], 'address-poll', 0),
     expressLane: parsed['express-lane'],
   };
-}
-
-/** --target: HOST:PORT that fits in an OPEN packet. */
-function parseTarget(text: string): HostPort {
-  const target = parseHostPort(text, '--target');
-  if (Buffer.byteLength(formatHostPort(target)) > MAX_OPEN_TARGET_BYTES) {
-    throw new ConfigError(`--target: at most ${MAX_OPEN_TARGET_BYTES} bytes`);
-  }
-  return target;
 }

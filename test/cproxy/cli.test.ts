@@ -6,7 +6,8 @@ import { parseCproxyArgs } from '../../cproxy/cli.js';
 describe('cproxy command line', () => {
   it('defaults to 127.0.0.1:5200 and sproxy on 127.0.0.1:6200 with the design timings', () => {
     const options = parseCproxyArgs([]);
-    expect(options.listen).toEqual({ host: '127.0.0.1', port: 5200 });
+    expect(options.forwards).toHaveLength(1);
+    expect(options.forwards[0]?.listen).toEqual({ host: '127.0.0.1', port: 5200 });
     expect(options.server).toEqual({ host: '127.0.0.1', port: 6200 });
     expect(options.heartbeatIntervalMs).toBe(1000);
     expect(options.deadAfterMs).toBe(3000);
@@ -27,7 +28,8 @@ describe('cproxy command line', () => {
       '--dead-after', '900', '--resume-window', '60', '--connect-timeout', '500', '--connect-stagger', '250',
       '--window', '512', '--log-level', 'debug',
     ]);
-    expect(options.listen).toEqual({ host: '0.0.0.0', port: 7000 });
+    expect(options.forwards).toHaveLength(1);
+    expect(options.forwards[0]?.listen).toEqual({ host: '0.0.0.0', port: 7000 });
     expect(options.server).toEqual({ host: 'sproxy.example', port: 7001 });
     expect(options.heartbeatIntervalMs).toBe(250);
     expect(options.deadAfterMs).toBe(900);
@@ -43,14 +45,30 @@ describe('cproxy command line', () => {
     expect(parseCproxyArgs(['--connect-timeout', '400']).connectStaggerMs).toBe(250);
   });
 
+  it('takes many -L forwards over the one link, beside --listen/--target or instead of the default', () => {
+    const options = parseCproxyArgs(['--server', 'vps:6200', '-L', '5200:localhost:23', '--local-forward', '*:2222:localhost:22', '-L', '[::1]:5432:[fd00::5]:5432']);
+    expect(options.forwards).toEqual([
+      { listen: { host: '127.0.0.1', port: 5200 }, target: { host: 'localhost', port: 23 } },
+      { listen: { host: '0.0.0.0', port: 2222 }, target: { host: 'localhost', port: 22 } },
+      { listen: { host: '::1', port: 5432 }, target: { host: 'fd00::5', port: 5432 } },
+    ]);
+    // --listen's forward (sproxy's default target) comes first when asked for.
+    expect(parseCproxyArgs(['--listen', '5300', '-L', '5301:db:5432']).forwards).toEqual([
+      { listen: { host: '127.0.0.1', port: 5300 }, target: null },
+      { listen: { host: '127.0.0.1', port: 5301 }, target: { host: 'db', port: 5432 } },
+    ]);
+    expect(parseCproxyArgs(['--target', 'db:5432']).forwards).toEqual([{ listen: { host: '127.0.0.1', port: 5200 }, target: { host: 'db', port: 5432 } }]);
+  });
+
   it('takes a bare port for --listen and IPv6 in brackets', () => {
-    expect(parseCproxyArgs(['--listen', '5300']).listen).toEqual({ host: '127.0.0.1', port: 5300 });
+    expect(parseCproxyArgs(['--listen', '5300']).forwards[0]?.listen).toEqual({ host: '127.0.0.1', port: 5300 });
     expect(parseCproxyArgs(['--server', '[::1]:6300']).server).toEqual({ host: '::1', port: 6300 });
   });
 
   it('takes the original programs\' positional form: LPORT SPROXY_HOST SPROXY_PORT', () => {
     const options = parseCproxyArgs(['5201', 'far.example', '6201']);
-    expect(options.listen).toEqual({ host: '127.0.0.1', port: 5201 });
+    expect(options.forwards).toHaveLength(1);
+    expect(options.forwards[0]?.listen).toEqual({ host: '127.0.0.1', port: 5201 });
     expect(options.server).toEqual({ host: 'far.example', port: 6201 });
   });
 
@@ -65,7 +83,10 @@ describe('cproxy command line', () => {
     [['5201', 'far.example', '6201', '--server', 'x:1'], UsageError, 'give either LPORT SPROXY_HOST SPROXY_PORT or --listen/--server, not both'],
     [['--server'], UsageError, 'Not enough arguments following: server'],
     [['--connect-timeout', '400', '--connect-stagger', '500'], ConfigError, '--connect-stagger (500) must not be longer than --connect-timeout (400)'],
-    [['--target', `${'h'.repeat(260)}:22`], ConfigError, '--target: at most 261 bytes'],
+    [['--target', `${'h'.repeat(260)}:22`], ConfigError, '--target: the target is longer than 261 bytes'],
+    [['-L', '5200:db'], ConfigError, '-L 5200:db: expected [BIND:]PORT:HOST:HOSTPORT (IPv6 addresses in brackets)'],
+    [['-L', '5200:a:1', '-L', '5200:b:2'], ConfigError, 'two forwards listen on 127.0.0.1:5200'],
+    [['--listen', '6000', '-L', '6000:b:2'], ConfigError, 'two forwards listen on 127.0.0.1:6000'],
     [['--window', '32'], ConfigError, '--window must be a whole number from 64 to 1048576, got "32"'],
   ])('rejects %j with a one-line reason', (args, errorClass, message) => {
     let caught: unknown;

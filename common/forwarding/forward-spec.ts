@@ -1,0 +1,84 @@
+import { ConfigError } from '../support/errors.js';
+import { MAX_OPEN_TARGET_BYTES } from '../protocol/messages.js';
+import { formatHostPort, parsePort, type HostPort } from '../transport/address.js';
+
+/**
+ * What a forward says, parsed from the command line: pure, no sockets. A local forward listens on
+ * cproxy's side and asks sproxy to connect each accepted connection to its target (ssh's -L).
+ */
+export interface LocalForward {
+  /** Where cproxy listens. */
+  listen: HostPort;
+  /** What sproxy connects the sessions to ("host:port" in the OPEN), or null: sproxy's default target. */
+  target: HostPort | null;
+}
+
+/** ssh's default for a forward without a bind address: only this host's own programs may use it. */
+export const DEFAULT_BIND_HOST = '127.0.0.1';
+/** A bind address of `*`, or an empty one, as in ssh: every interface. */
+const ALL_INTERFACES = '0.0.0.0';
+
+/**
+ * Splits `text` at colons, an IPv6 address in brackets counting as one field (its brackets
+ * dropped). Throws on an unclosed bracket or a bracket in the middle of a field.
+ */
+export function splitColonFields(text: string, what: string): string[] {
+  const fields: string[] = [];
+  let at = 0;
+  for (;;) {
+    let field: string;
+    if (text[at] === '[') {
+      const close = text.indexOf(']', at);
+      if (close === -1) throw new ConfigError(`${what}: "${text}" has a "[" without its "]"`);
+      field = text.slice(at + 1, close);
+      at = close + 1;
+      if (at < text.length && text[at] !== ':') throw new ConfigError(`${what}: "${text}": a colon must follow "]"`);
+    } else {
+      const colon = text.indexOf(':', at);
+      field = text.slice(at, colon === -1 ? text.length : colon);
+      if (/[[\]]/.test(field)) throw new ConfigError(`${what}: "${text}": brackets go around a whole IPv6 address`);
+      at = colon === -1 ? text.length : colon;
+    }
+    fields.push(field);
+    if (at >= text.length) return fields;
+    at++; // the colon
+  }
+}
+
+/** A target "host:port" that fits in an OPEN packet (PROTOCOL.md §4.2). */
+export function checkOpenTarget(target: HostPort, what: string): HostPort {
+  if (target.host === '') throw new ConfigError(`${what}: the target host is empty`);
+  if (Buffer.byteLength(formatHostPort(target)) > MAX_OPEN_TARGET_BYTES) {
+    throw new ConfigError(`${what}: the target is longer than ${MAX_OPEN_TARGET_BYTES} bytes`);
+  }
+  return target;
+}
+
+/**
+ * Parses ssh's `-L [BIND:]PORT:HOST:HOSTPORT` (IPv6 addresses in brackets; a BIND of `*` or
+ * nothing: every interface; none at all: DEFAULT_BIND_HOST). Port 0 listens on any free port.
+ * Throws ConfigError with a one-line reason.
+ */
+export function parseLocalForward(text: string): LocalForward {
+  const what = `-L ${text}`;
+  const fields = splitColonFields(text.trim(), what);
+  if (fields.length !== 3 && fields.length !== 4) {
+    throw new ConfigError(`${what}: expected [BIND:]PORT:HOST:HOSTPORT (IPv6 addresses in brackets)`);
+  }
+  const [bind, port, host, hostPort] = fields.length === 4 ? fields : [DEFAULT_BIND_HOST, ...fields];
+  return {
+    listen: { host: bind === '' || bind === '*' ? ALL_INTERFACES : (bind as string), port: parsePort(port as string, `${what}: PORT`, true) },
+    target: checkOpenTarget({ host: host as string, port: parsePort(hostPort as string, `${what}: HOSTPORT`) }, what),
+  };
+}
+
+/** Throws ConfigError when two forwards would listen on the same address and port (port 0 aside). */
+export function checkDistinctListeners(forwards: readonly LocalForward[]): void {
+  const seen = new Set<string>();
+  for (const { listen } of forwards) {
+    if (listen.port === 0) continue;
+    const key = formatHostPort(listen);
+    if (seen.has(key)) throw new ConfigError(`two forwards listen on ${key}`);
+    seen.add(key);
+  }
+}

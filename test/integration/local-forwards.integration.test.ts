@@ -1,0 +1,73 @@
+import type { Socket } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { useCleanup } from '../helpers/cleanup.js';
+import { echoKillingEachRound } from '../helpers/faults.js';
+import { isLinkUp, ProxyProcess, startSproxy, type LogLine } from '../helpers/proxies.js';
+import { connectUser, readToEnd, startTarget, waitClosed, type TargetServer } from '../helpers/targets.js';
+
+/** A target that answers with its name and then echoes, so that a test can tell which one it reached. */
+function namedEchoTarget(name: string): Promise<TargetServer> {
+  return startTarget((socket: Socket) => {
+    socket.write(`${name}\n`);
+    socket.pipe(socket);
+  });
+}
+
+const listenPort = (line: LogLine): number => Number(String(line['listen']).split(':').pop());
+
+describe('local forwards: many -L over one link', () => {
+  const defer = useCleanup();
+
+  it('three forwards (sproxy\'s default and two -L) reach their own targets over one link, through 3 link kills each; a target not allowed is refused', async () => {
+    const targets = await Promise.all(['default', 'db', 'web'].map(namedEchoTarget));
+    for (const target of targets) defer(() => target.close());
+    const [main, db, web] = targets as [TargetServer, TargetServer, TargetServer];
+    const sproxy = await startSproxy(main.port, ['--allow', `127.0.0.1:${db.port}`, '--allow', `127.0.0.1:${web.port}`]);
+    defer(() => sproxy.proc.stop());
+    const forbidden = await namedEchoTarget('forbidden');
+    defer(() => forbidden.close());
+    const cproxy = new ProxyProcess('cproxy', [
+      '--server', `127.0.0.1:${sproxy.port}`, '--listen', '127.0.0.1:0', '--log-format', 'json', '--log-level', 'debug',
+      '-L', `0:127.0.0.1:${db.port}`, '--local-forward', `127.0.0.1:0:127.0.0.1:${web.port}`, '-L', `0:127.0.0.1:${forbidden.port}`,
+    ]);
+    defer(() => cproxy.stop());
+    await cproxy.waitForLog(isLinkUp);
+    const listening = cproxy.logs.filter((line) => line.msg === 'cproxy listening; sessions go to sproxy');
+    expect(listening).toHaveLength(4);
+    expect(listening.map((line) => line['target'] ?? null)).toEqual([null, `127.0.0.1:${db.port}`, `127.0.0.1:${web.port}`, `127.0.0.1:${forbidden.port}`]);
+
+    // Each forward's connection greets with its own target's name, then echoes through link kills.
+    for (const [index, name] of ['default', 'db', 'web'].entries()) {
+      const user = await connectUser(listenPort(listening[index] as LogLine));
+      defer(() => user.socket.destroy());
+      const greeting = await new Promise<string>((resolve) => user.socket.once('data', (chunk: Buffer) => resolve(chunk.toString('utf8'))));
+      expect(greeting).toBe(`${name}\n`);
+      const transfer = await echoKillingEachRound(user.socket, sproxy.port, 3);
+      expect(transfer.kills).toBe(3);
+      expect(transfer.receivedHash).toBe(transfer.sentHash);
+      expect(user.errors).toEqual([]);
+    }
+    // One client, one link at a time: every kill was a resume of the same client, not a new one.
+    expect(sproxy.proc.countLogs((line) => line.msg === 'link up: new client')).toBe(1);
+    expect(sproxy.proc.countLogs((line) => line.msg === 'link up: client resumed')).toBeGreaterThanOrEqual(9);
+
+    // A forward to a target sproxy does not allow: the connection is reset, nothing reaches it.
+    const refused = await connectUser(listenPort(listening[3] as LogLine));
+    const got = readToEnd(refused.socket).catch(() => Buffer.alloc(0));
+    await waitClosed(refused);
+    expect((await got).length).toBe(0);
+    expect(forbidden.sockets).toHaveLength(0);
+    await sproxy.proc.waitForLog((line) => line.msg === 'session refused: target not allowed' && line['target'] === `127.0.0.1:${forbidden.port}`);
+  }, 90_000);
+
+  it('a -L port already taken: cproxy exits 1 naming the address', async () => {
+    const sproxy = await startSproxy(1);
+    defer(() => sproxy.proc.stop());
+    const taken = await startTarget(() => {});
+    defer(() => taken.close());
+    const cproxy = new ProxyProcess('cproxy', ['--server', `127.0.0.1:${sproxy.port}`, '--listen', '127.0.0.1:0', '-L', `${taken.port}:db:5432`]);
+    defer(() => cproxy.stop());
+    expect((await cproxy.exited).code).toBe(1);
+    expect(cproxy.tail()).toContain(`127.0.0.1:${taken.port}`);
+  }, 30_000);
+});
