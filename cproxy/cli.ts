@@ -12,6 +12,7 @@ import {
   UsageError,
   type SharedCliOptions,
 } from '../common/ops/cli-options.js';
+import { parseWithConfigFile } from '../common/ops/config-file.js';
 
 export const CPROXY_DEFAULT_LISTEN: HostPort = { host: '127.0.0.1', port: 5200 };
 export const CPROXY_DEFAULT_SERVER: HostPort = { host: '127.0.0.1', port: 6200 };
@@ -33,6 +34,11 @@ export interface CproxyOptions extends SharedCliOptions {
 
 /** Parses cproxy's command line; throws UsageError/ConfigError with a one-line reason. */
 export function parseCproxyArgs(args: string[]): CproxyOptions {
+  return parseWithConfigFile(args, parseCproxyWords);
+}
+
+/** parseCproxyArgs without the config file: `args` are the file's words, then the command line's. */
+function parseCproxyWords(args: string[]): CproxyOptions {
   const parsed = addSharedOptions(
     yargs(args)
       .scriptName('cproxy')

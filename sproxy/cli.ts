@@ -9,6 +9,7 @@ import {
   UsageError,
   type SharedCliOptions,
 } from '../common/ops/cli-options.js';
+import { parseWithConfigFile } from '../common/ops/config-file.js';
 
 export const SPROXY_DEFAULT_LISTEN: HostPort = { host: '0.0.0.0', port: 6200 };
 export const SPROXY_DEFAULT_TARGET: HostPort = { host: '127.0.0.1', port: 23 };
@@ -25,6 +26,11 @@ export interface SproxyOptions extends SharedCliOptions {
 
 /** Parses sproxy's command line; throws UsageError/ConfigError with a one-line reason. */
 export function parseSproxyArgs(args: string[]): SproxyOptions {
+  return parseWithConfigFile(args, parseSproxyWords);
+}
+
+/** parseSproxyArgs without the config file: `args` are the file's words, then the command line's. */
+function parseSproxyWords(args: string[]): SproxyOptions {
   const parsed = addSharedOptions(
     yargs(args)
       .scriptName('sproxy')

@@ -25,8 +25,25 @@ export interface SharedCliOptions {
   logFormat: LogFormat;
 }
 
+/** The flags that may be given more than once (yargs `array: true`), each with its aliases. */
+export const REPEATABLE_FLAGS: ReadonlySet<string> = new Set(['local-forward', 'localForward', 'L', 'allow']);
+
 export function addSharedOptions<T>(argv: Argv<T>) {
   return argv
+    // Given twice, a flag that is not repeatable would reach its parser as a list: say so instead.
+    .check((parsed) => {
+      for (const [flag, value] of Object.entries(parsed)) {
+        if (Array.isArray(value) && flag !== '_' && !REPEATABLE_FLAGS.has(flag)) throw new UsageError(`--${flag} is given more than once`);
+      }
+      return true;
+    })
+    .option('config', {
+      type: 'string',
+      describe:
+        'read settings from FILE, YAML with one "flag: value" per line named as the long flags ' +
+        '(listen: 0.0.0.0:6200; a list for a repeatable flag; true/false for a switch); flags given override it',
+      requiresArg: true,
+    })
     .option('secret-file', {
       type: 'string',
       describe:

@@ -84,6 +84,7 @@ describe('cproxy command line', () => {
     [['--server'], UsageError, 'Not enough arguments following: server'],
     [['--connect-timeout', '400', '--connect-stagger', '500'], ConfigError, '--connect-stagger (500) must not be longer than --connect-timeout (400)'],
     [['--target', `${'h'.repeat(260)}:22`], ConfigError, '--target: the target is longer than 261 bytes'],
+    [['--window', '1024', '--window', '2048'], UsageError, '--window is given more than once'],
     [['-L', '5200:db'], ConfigError, '-L 5200:db: expected [BIND:]PORT:HOST:HOSTPORT (IPv6 addresses in brackets)'],
     [['-L', '5200:a:1', '-L', '5200:b:2'], ConfigError, 'two forwards listen on 127.0.0.1:5200'],
     [['--listen', '6000', '-L', '6000:b:2'], ConfigError, 'two forwards listen on 127.0.0.1:6000'],
