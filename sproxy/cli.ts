@@ -10,6 +10,7 @@ import {
   type SharedCliOptions,
 } from '../common/ops/cli-options.js';
 import { parseWithConfigFile } from '../common/ops/config-file.js';
+import { parseTargetRule, type TargetRule } from '../common/forwarding/target-policy.js';
 
 export const SPROXY_DEFAULT_LISTEN: HostPort = { host: '0.0.0.0', port: 6200 };
 export const SPROXY_DEFAULT_TARGET: HostPort = { host: '127.0.0.1', port: 23 };
@@ -18,7 +19,8 @@ export interface SproxyOptions extends SharedCliOptions {
   listen: HostPort;
   target: HostPort;
   /** Targets a client may ask for besides the default one, as "host:port". */
-  allowedTargets: HostPort[];
+  /** What clients may ask for besides --target (patterns: target-policy.ts). */
+  allowRules: TargetRule[];
   maxUnauthenticated: number;
   maxClients: number;
   maxSessionsPerClient: number;
@@ -58,7 +60,9 @@ function parseSproxyWords(args: string[]): SproxyOptions {
       .option('allow', {
         type: 'string',
         array: true,
-        describe: 'also let clients ask for HOST:PORT (cproxy --target); repeatable',
+        describe:
+          'also let clients ask for HOST:PORTS (cproxy --target, -L): a name, *.domain, an address or CIDR range ' +
+          '([IPv6] in brackets) or *; PORTS a port, a range LOW-HIGH, a list of them, or *; repeatable',
         requiresArg: true,
       })
       .option('insecure', {
@@ -111,7 +115,7 @@ function parseSproxyWords(args: string[]): SproxyOptions {
     ...shared,
     listen,
     target,
-    allowedTargets: (parsed.allow ?? []).map((text) => parseHostPort(String(text), '--allow')),
+    allowRules: (parsed.allow ?? []).map((text) => parseTargetRule(String(text))),
     maxUnauthenticated: parsePositiveInteger(parsed['max-unauthenticated'], 'max-unauthenticated', 1, 1_000_000),
     maxClients: parsePositiveInteger(parsed['max-clients'], 'max-clients', 1, 1_000_000),
     maxSessionsPerClient: parsePositiveInteger(parsed['max-sessions-per-client'], 'max-sessions-per-client', 1, 1_000_000),

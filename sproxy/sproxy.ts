@@ -1,5 +1,6 @@
 import type { AddressInfo, TcpNetConnectOpts, Socket } from 'node:net';
-import { formatHostPort, type HostPort } from '../common/transport/address.js';
+import { formatHostPort, parseHostPort, type HostPort } from '../common/transport/address.js';
+import { allowingRule } from '../common/forwarding/target-policy.js';
 import { bridgeSocket, LOCAL_SOCKET_HIGH_WATER_BYTES } from '../common/forwarding/bridge.js';
 import { connectWithDirectReads } from '../common/transport/direct-reads.js';
 import { listenOn } from '../common/transport/listen.js';
@@ -39,13 +40,13 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
   });
   const targetSockets = new Set<Socket>();
   const linkSockets = new Set<Socket>();
-  const allowed = new Map([options.target, ...options.allowedTargets].map((target) => [formatHostPort(target), target]));
+  const defaultTarget = formatHostPort(options.target);
   const refusals = new ThrottledLog(logger, 'connection refused: limit reached');
 
   endpoint.on('session', (session, context) => {
-    const targetName = context.target ?? formatHostPort(options.target);
-    const target = allowed.get(targetName);
-    if (target === undefined) {
+    const targetName = context.target ?? defaultTarget;
+    const target = allowedTarget(targetName, defaultTarget, options);
+    if (target === null) {
       logger.warn({ client: short(context.clientId), session: session.id, target: targetName }, 'session refused: target not allowed');
       session.on('error', () => {});
       session.destroy(new Error(`target ${targetName} is not allowed by sproxy (see its --allow)`));
@@ -190,4 +191,19 @@ class ThrottledLog {
     this.#lastAt = now;
     this.#suppressed = 0;
   }
+}
+
+/**
+ * The target a client asked for ("host:port"), if sproxy lets it reach it: its --target, or one
+ * that an --allow pattern matches; null otherwise (a name that is not HOST:PORT included).
+ */
+function allowedTarget(name: string, defaultTarget: string, options: SproxyOptions): HostPort | null {
+  if (name === defaultTarget) return options.target;
+  let target: HostPort;
+  try {
+    target = parseHostPort(name, 'target');
+  } catch {
+    return null;
+  }
+  return allowingRule(options.allowRules, target) === null ? null : target;
 }

@@ -92,13 +92,13 @@ describe('sproxy command line', () => {
       '--listen', '127.0.0.1:6200', '--allow', '127.0.0.1:22', '--allow', 'db.internal:5432',
       '--max-unauthenticated', '10', '--max-clients', '20', '--max-sessions-per-client', '30',
     ]);
-    expect(options.allowedTargets).toEqual([{ host: '127.0.0.1', port: 22 }, { host: 'db.internal', port: 5432 }]);
+    expect(options.allowRules.map((rule) => rule.text)).toEqual(['127.0.0.1:22', 'db.internal:5432']);
     expect([options.maxUnauthenticated, options.maxClients, options.maxSessionsPerClient]).toEqual([10, 20, 30]);
   });
 
   it.each([
     [['--target', '22'], ConfigError, '--target: "22" must be HOST:PORT'],
-    [['--allow', 'nohost', '--insecure'], ConfigError, '--allow: "nohost" must be HOST:PORT'],
+    [['--allow', 'nohost', '--insecure'], ConfigError, '--allow nohost: expected HOST:PORTS (a name, *.domain, an address or CIDR range, or *; IPv6 in brackets)'],
     [['6201', '--listen', '6202'], UsageError, 'give either LPORT or --listen, not both'],
     [['6201', '6202'], UsageError, 'Unknown argument: 6202'],
     [['--max-clients', '0', '--insecure'], ConfigError, '--max-clients must be a whole number from 1 to 1000000, got "0"'],
