@@ -105,6 +105,11 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
       handshaking.delete(socket);
       handlers.onLink(linkSocket, peer, socket);
     };
+    // Reading the first byte has a cost on a TLS link: Node's TLS layer sizes the first buffer of
+    // its input ring by the first bytes it is given (the peeked ClientHello: 1 KiB) and reuses it,
+    // so it then reads the link 1 KiB and 16 KiB at a time, ~115,000 reads per GB where a socket
+    // it reads from the start takes ~25,000 (64 and 16 KiB), some 200 ms of CPU per GB (Node
+    // 20-26). Kept: the plain GOAWAY needs the byte, and Node cannot peek without consuming.
     socket.once('readable', () => {
       const first = socket.read(1) as Buffer | null;
       if (first === null) return;
@@ -146,6 +151,8 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
       let authenticated = false;
       tlsSocket.once('secure', () => {
         authenticated = true;
+        // The decrypted records go straight to the link, as on the dialing side.
+        adoptDirectReads(tlsSocket);
         handOver(tlsSocket);
       });
       tlsSocket.on('error', (error) => {

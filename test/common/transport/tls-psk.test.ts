@@ -5,6 +5,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { AuthenticationError } from '../../../common/support/errors.js';
 import { dialLink, isTlsSocket, tlsAuthenticationFailure } from '../../../common/transport/dial-link.js';
+import { directReadsOf } from '../../../common/transport/direct-reads.js';
 import { createLinkServer } from '../../../common/transport/link-server.js';
 import { derivePsk, LINK_CIPHERS, LINK_SOCKET_HIGH_WATER_BYTES } from '../../../common/transport/tls-psk.js';
 import { useCleanup } from '../../helpers/cleanup.js';
@@ -75,7 +76,7 @@ describe(`link sockets on Node ${process.version}`, () => {
   it.each([
     ['plain', null],
     ['TLS', SECRET],
-  ] as const)('%s: both ends have the buffer levels set, not Node\'s default', async (_kind, secret) => {
+  ] as const)('%s: both ends have the buffer levels set, not Node\'s default, and read directly', async (_kind, secret) => {
     const server = await startLinkServer(secret);
     const accepted = server.nextLink();
     const socket = dial(server.port, secret);
@@ -86,6 +87,8 @@ describe(`link sockets on Node ${process.version}`, () => {
     for (const end of [socket, far]) {
       expect(end.writableHighWaterMark).toBe(LINK_SOCKET_HIGH_WATER_BYTES);
       expect(end.readableHighWaterMark).toBe(LINK_SOCKET_HIGH_WATER_BYTES);
+      // The link's frames come without the stream layer (direct-reads.ts), TLS records too.
+      expect(directReadsOf(end)).toBeDefined();
     }
   });
 });
