@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NODE, ROOT, peerScript, procs, secretFile, tempDir } from './harness/context.js';
 import type { Child } from './harness/processes.js';
-import { HOST, LOCAL, establishedOn, freePort, isListening, onHost, run, sleep, waitFor, type BenchHost } from './harness/system.js';
+import { HOST, LOCAL, descendantPids, establishedOn, freePort, isListening, onHost, run, sleep, waitFor, type BenchHost } from './harness/system.js';
 import { sshdConfig } from './peers/sshd-config.js';
 
 /** Something listening on `port` that carries connections to a target, and how to stop it. */
@@ -24,6 +24,11 @@ export interface Path {
   innerPort?: number;
   cproxy?: Child;
   sproxy?: Child;
+  /**
+   * Processes that carry the path's bytes but are not its children, looked up when measured: the
+   * sshd session processes of an `ssh -L` forward (the sshd is shared by the run).
+   */
+  helpers?: () => number[];
 }
 
 export async function stopPath(path: Path): Promise<void> {
@@ -134,5 +139,12 @@ export async function startSsh(name: string, targetPort: number, client: BenchHo
   ]));
   await waitFor(() => isListening(port, client) || !ssh.alive(), 15_000, `${name}: forward listening`);
   if (!ssh.alive()) throw new Error(`ssh exited: ${ssh.output().slice(-1000)}`);
-  return { name, port, host: client, children: server.ns === null ? [ssh] : [ssh, sshd.child] };
+  return {
+    name,
+    port,
+    host: client,
+    children: server.ns === null ? [ssh] : [ssh, sshd.child],
+    // The sshd session processes: half of ssh -L's work (decrypting what the client encrypted).
+    helpers: () => descendantPids(sshd.child.pid),
+  };
 }

@@ -3,7 +3,7 @@
  * kernel says about sockets (ss) and processes (/proc). Everything here is a plain function.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 
 export const HOST = '127.0.0.1';
@@ -103,6 +103,37 @@ export function procCounters(pid: number): ProcCounters {
   const io = readFileSync(`/proc/${pid}/io`, 'utf8');
   const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(io)?.[1] ?? Number.NaN);
   return { cpuMs: (ticks * 1000) / CLOCK_TICKS_PER_SECOND, syscr: field('syscr'), syscw: field('syscw') };
+}
+
+/**
+ * Every live descendant of `pid`, found by the parent field of each /proc/PID/stat: the session
+ * processes sshd forks for a connection, which are no children of the bench.
+ */
+export function descendantPids(pid: number): number[] {
+  const parentOf = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parentOf.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const found: number[] = [];
+  const wanted = new Set([pid]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const [child, parent] of parentOf) {
+      if (wanted.has(parent) && !wanted.has(child)) {
+        wanted.add(child);
+        found.push(child);
+        grew = true;
+      }
+    }
+  }
+  return found;
 }
 
 /** Sum of the counters of `pids` (processes that are gone count as zero). */

@@ -1,8 +1,8 @@
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import type { TcpNetConnectOpts } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AuthenticationError } from '../support/errors.js';
-import { connectWithDirectReads } from './direct-reads.js';
+import { connectWithDirectReads, tlsConnectWithDirectReads } from './direct-reads.js';
 import {
   derivePsk,
   isTlsProtocolError,
@@ -29,7 +29,7 @@ export function noteKeyExchange(socket: Duplex): void {
 
 /** Opens a link socket to the server: TLS-PSK when there is a secret, plain TCP otherwise. */
 export function dialLink(host: string, port: number, secret: Buffer | null): Duplex {
-  // Plain TCP: the link reads straight into its decoder. TLS needs the stream, which it decrypts.
+  // Either way the link reads straight into its decoder: TCP reads, or TLS's decrypted records.
   if (secret === null) {
     const options: WithHighWaterMark<TcpNetConnectOpts> = { host, port, noDelay: true, highWaterMark: LINK_SOCKET_HIGH_WATER_BYTES };
     return connectWithDirectReads(options);
@@ -51,7 +51,7 @@ export function dialLink(host: string, port: number, secret: Buffer | null): Dup
     // PSK authenticates the server; there is no certificate to check.
     checkServerIdentity: () => undefined,
   };
-  const socket = tlsConnect(options);
+  const socket = tlsConnectWithDirectReads(options);
   socket.setNoDelay(true);
   return socket;
 }

@@ -10,6 +10,7 @@ import {
   derivePsk,
   isTlsProtocolError,
   LINK_CIPHERS,
+  linkDhParams,
   LINK_SOCKET_HIGH_WATER_BYTES,
   PSK_IDENTITY,
   TLS_VERSION,
@@ -60,7 +61,15 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
   const peerOf = (socket: Socket): string =>
     socket.remoteAddress?.includes(':') === true ? `[${socket.remoteAddress}]:${socket.remotePort}` : `${socket.remoteAddress}:${socket.remotePort}`;
   const psk = options.secret === null ? null : derivePsk(options.secret);
-  const secureContext = createSecureContext({ ciphers: LINK_CIPHERS, minVersion: TLS_VERSION, maxVersion: TLS_VERSION });
+  // Our order of the suites, not the client's (an older cproxy lists only ChaCha20), and the DH
+  // group of the preferred one.
+  const secureContext = createSecureContext({
+    ciphers: LINK_CIPHERS,
+    minVersion: TLS_VERSION,
+    maxVersion: TLS_VERSION,
+    honorCipherOrder: true,
+    dhparam: linkDhParams(),
+  });
   /** TCP connections whose first bytes or TLS handshake are still awaited. */
   const handshaking = new Set<Socket>();
   return netCreateServer({ noDelay: true, highWaterMark: LINK_SOCKET_HIGH_WATER_BYTES }, (socket) => {
@@ -105,6 +114,11 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
       handshaking.delete(socket);
       handlers.onLink(linkSocket, peer, socket);
     };
+    // Reading the first byte has a cost on a TLS link: Node's TLS layer sizes the first buffer of
+    // its input ring by the first bytes it is given (the peeked ClientHello: 1 KiB) and reuses it,
+    // so it then reads the link 1 KiB and 16 KiB at a time, ~115,000 reads per GB where a socket
+    // it reads from the start takes ~25,000 (64 and 16 KiB), some 200 ms of CPU per GB (Node
+    // 20-26). Kept: the plain GOAWAY needs the byte, and Node cannot peek without consuming.
     socket.once('readable', () => {
       const first = socket.read(1) as Buffer | null;
       if (first === null) return;
@@ -146,6 +160,8 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
       let authenticated = false;
       tlsSocket.once('secure', () => {
         authenticated = true;
+        // The decrypted records go straight to the link, as on the dialing side.
+        adoptDirectReads(tlsSocket);
         handOver(tlsSocket);
       });
       tlsSocket.on('error', (error) => {
