@@ -10,7 +10,6 @@ import {
   derivePsk,
   isTlsProtocolError,
   LINK_CIPHERS,
-  linkDhParams,
   LINK_SOCKET_HIGH_WATER_BYTES,
   PSK_IDENTITY,
   TLS_VERSION,
@@ -61,15 +60,7 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
   const peerOf = (socket: Socket): string =>
     socket.remoteAddress?.includes(':') === true ? `[${socket.remoteAddress}]:${socket.remotePort}` : `${socket.remoteAddress}:${socket.remotePort}`;
   const psk = options.secret === null ? null : derivePsk(options.secret);
-  // Our order of the suites, not the client's (an older cproxy lists only ChaCha20), and the DH
-  // group of the preferred one.
-  const secureContext = createSecureContext({
-    ciphers: LINK_CIPHERS,
-    minVersion: TLS_VERSION,
-    maxVersion: TLS_VERSION,
-    honorCipherOrder: true,
-    dhparam: linkDhParams(),
-  });
+  const secureContext = createSecureContext({ ciphers: LINK_CIPHERS, minVersion: TLS_VERSION, maxVersion: TLS_VERSION });
   /** TCP connections whose first bytes or TLS handshake are still awaited. */
   const handshaking = new Set<Socket>();
   return netCreateServer({ noDelay: true, highWaterMark: LINK_SOCKET_HIGH_WATER_BYTES }, (socket) => {

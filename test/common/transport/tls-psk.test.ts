@@ -1,25 +1,13 @@
-import { getDiffieHellman } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect } from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { AuthenticationError } from '../../../common/support/errors.js';
 import { dialLink, isTlsSocket, tlsAuthenticationFailure } from '../../../common/transport/dial-link.js';
 import { directReadsOf } from '../../../common/transport/direct-reads.js';
 import { createLinkServer } from '../../../common/transport/link-server.js';
-import {
-  derivePsk,
-  dhParamsPem,
-  isTlsProtocolError,
-  LEGACY_LINK_CIPHER,
-  LINK_CIPHER,
-  LINK_CIPHERS,
-  LINK_DH_BITS,
-  linkDhParams,
-  LINK_SOCKET_HIGH_WATER_BYTES,
-  PSK_IDENTITY,
-} from '../../../common/transport/tls-psk.js';
+import { derivePsk, LINK_CIPHERS, LINK_SOCKET_HIGH_WATER_BYTES } from '../../../common/transport/tls-psk.js';
 import { useCleanup } from '../../helpers/cleanup.js';
 
 const cleanup = useCleanup();
@@ -176,112 +164,5 @@ describe(`TLS authentication on Node ${process.version} (OpenSSL ${process.versi
     cleanup(() => socket.destroy());
     socket.on('error', () => {});
     expect(await refused).toMatch(/^TLS handshake failed before the key exchange \(not an eternal-tcp cproxy\?\) \[TLS: .+\]$/);
-  });
-});
-
-/** A TLS client as an earlier cproxy (or another order of preference) would dial, with the right key. */
-function dialWithCiphers(port: number, ciphers: string): TLSSocket {
-  const socket = tlsConnect({
-    host: '127.0.0.1',
-    port,
-    ciphers,
-    minVersion: 'TLSv1.2',
-    maxVersion: 'TLSv1.2',
-    pskCallback: () => ({ psk: derivePsk(SECRET), identity: PSK_IDENTITY }),
-    checkServerIdentity: () => undefined,
-  });
-  cleanup(() => socket.destroy());
-  return socket;
-}
-
-/** A TLS-PSK server with our key but other parameters: an sproxy of an earlier build, or a weak one. */
-async function startOtherServer(options: { ciphers: string; dhparam?: string }): Promise<number> {
-  const server = createTlsServer(
-    { ...options, minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2', pskCallback: (_socket, identity) => (identity === PSK_IDENTITY ? derivePsk(SECRET) : null) },
-    (socket) => {
-      socket.on('error', () => {});
-      cleanup(() => socket.destroy());
-    },
-  );
-  server.on('tlsClientError', () => {});
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  cleanup(() => new Promise((resolve) => server.close(resolve)));
-  return (server.address() as AddressInfo).port;
-}
-
-describe(`the negotiated suite on Node ${process.version} (OpenSSL ${process.versions.openssl})`, () => {
-  it(`two current ends: TLS 1.2, ${LINK_CIPHER}, a ${LINK_DH_BITS}-bit ephemeral DH key`, async () => {
-    const server = await startLinkServer(SECRET);
-    const accepted = server.nextLink();
-    const socket = dial(server.port, SECRET);
-    expect(await dialOutcome(socket)).toBeNull();
-    const far = await accepted;
-    if (!isTlsSocket(socket) || !isTlsSocket(far)) throw new Error('expected TLS sockets at both ends');
-    for (const end of [socket, far]) {
-      expect(end.getProtocol()).toBe('TLSv1.2');
-      expect(end.getCipher().name).toBe(LINK_CIPHER);
-    }
-    // Only the client side reports the key exchange (Node gives the server an empty answer).
-    expect(socket.getEphemeralKeyInfo()).toMatchObject({ type: 'DH', size: LINK_DH_BITS });
-  });
-
-  it(`a cproxy of an earlier build (${LEGACY_LINK_CIPHER} only) still gets a link, on that suite with X25519`, async () => {
-    const server = await startLinkServer(SECRET);
-    const accepted = server.nextLink();
-    const socket = dialWithCiphers(server.port, LEGACY_LINK_CIPHER);
-    await once(socket, 'secureConnect');
-    await accepted;
-    expect(socket.getCipher().name).toBe(LEGACY_LINK_CIPHER);
-    expect(socket.getEphemeralKeyInfo()).toMatchObject({ type: 'ECDH', name: 'X25519' });
-    expect(server.authFailures).toEqual([]);
-  });
-
-  it('a client that lists ChaCha20 first still gets AES-GCM: sproxy follows its own order', async () => {
-    const server = await startLinkServer(SECRET);
-    const accepted = server.nextLink();
-    const socket = dialWithCiphers(server.port, `${LEGACY_LINK_CIPHER}:${LINK_CIPHER}`);
-    await once(socket, 'secureConnect');
-    await accepted;
-    expect(socket.getCipher().name).toBe(LINK_CIPHER);
-  });
-
-  it(`dialLink against an sproxy of an earlier build (${LEGACY_LINK_CIPHER} only) gets a link on that suite`, async () => {
-    const port = await startOtherServer({ ciphers: LEGACY_LINK_CIPHER });
-    const socket = dial(port, SECRET);
-    expect(await dialOutcome(socket)).toBeNull();
-    if (!isTlsSocket(socket)) throw new Error('expected a TLS socket');
-    expect(socket.getCipher().name).toBe(LEGACY_LINK_CIPHER);
-  });
-
-  it('dialLink refuses a server whose DH group is under 3072 bits, before our key is used (no authentication failure)', async () => {
-    // RFC 3526 group 14, 2048 bits: what OpenSSL's security level 3 rules out.
-    const port = await startOtherServer({ ciphers: LINK_CIPHER, dhparam: dhParamsPem('modp14') });
-    const socket = dial(port, SECRET);
-    const error = await dialOutcome(socket);
-    expect(error).not.toBeNull();
-    expect(isTlsProtocolError(error as Error)).toBe(true);
-    expect(tlsAuthenticationFailure(socket, error as Error)).toBeNull();
-  });
-
-  it("linkDhParams is RFC 3526 group 15 as PKCS#3 DER in PEM, byte for byte", () => {
-    const pem = linkDhParams();
-    const lines = pem.trim().split('\n');
-    expect(lines[0]).toBe('-----BEGIN DH PARAMETERS-----');
-    expect(lines.at(-1)).toBe('-----END DH PARAMETERS-----');
-    expect(lines.slice(1, -1).every((line) => line.length <= 64)).toBe(true);
-    const der = Buffer.from(lines.slice(1, -1).join(''), 'base64');
-    const prime = getDiffieHellman('modp15').getPrime();
-    expect(prime.length * 8).toBe(LINK_DH_BITS);
-    expect(
-      Buffer.concat([
-        Buffer.from('30820188', 'hex'), // SEQUENCE, 392 bytes follow
-        Buffer.from('0282018100', 'hex'), // INTEGER, 385 bytes: a zero byte (the prime's top bit is set), then the prime
-        prime,
-        Buffer.from('020102', 'hex'), // INTEGER, 1 byte: the generator, 2
-      ]).equals(der),
-    ).toBe(true);
-    // The group's published first bytes: 2^3072 - 2^3008 - 1 + ..., whose top 64 bits are all ones.
-    expect(prime.subarray(0, 12).toString('hex')).toBe('ffffffffffffffffc90fdaa2');
   });
 });
