@@ -10,7 +10,7 @@ import { FaultyPair, MemorySocket, settle } from '../../helpers/duplex-pair.js';
 import { QUIET_TIMERS, Received, Rig, sha256 } from '../../helpers/endpoint-rig.js';
 
 /**
- * The express lane (PROTOCOL.md §4.10): each link gets a second connection, small sessions go on
+ * The express lane (PROTOCOL.md §4.11): each link gets a second connection, small sessions go on
  * it, bulk ones stay on the first, and a session changes lanes only once nothing of it is in flight,
  * so that its packets still arrive in order. Every connection the client makes is tapped: the
  * frames it carries towards the server are decoded, so that the tests see which lane carried what.
