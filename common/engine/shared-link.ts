@@ -128,17 +128,15 @@ export class SharedLinkBudget {
     if (this.#floorBytes === 0) return Number.POSITIVE_INFINITY;
     const rate = this.#rate.bytesPerMs(now);
     const measured = Number.isFinite(this.#minRttMs) && rate !== null;
-    if (express && !this.isShared(now)) {
-      if (!measured) return Number.POSITIVE_INFINITY;
-      const roundTrips = this.#rate.full ? EXPRESS_MAIN_BDP_GAIN : ALONE_STARTUP_ROUND_TRIPS;
-      return Math.max(this.#floorBytes, Math.ceil((roundTrips * this.#minRttMs + EXPRESS_MAIN_QUEUE_MS) * rate));
-    }
     if (!this.isShared(now)) {
       // Alone: room to grow while the path is not full (the rate may double each round trip),
-      // then a quarter of a product, and always ALONE_QUEUE_MS of sending; unmeasured, only the window.
+      // then a quarter of a product (a tenth with the express lane), and always some milliseconds
+      // of sending; unmeasured, only the window.
       if (!measured) return Number.POSITIVE_INFINITY;
-      const roundTrips = this.#rate.full ? SHARED_LINK_BDP_GAIN : ALONE_STARTUP_ROUND_TRIPS;
-      return Math.max(this.#floorBytes, Math.ceil((roundTrips * this.#minRttMs + ALONE_QUEUE_MS) * rate));
+      const fullGain = express ? EXPRESS_MAIN_BDP_GAIN : SHARED_LINK_BDP_GAIN;
+      const roundTrips = this.#rate.full ? fullGain : ALONE_STARTUP_ROUND_TRIPS;
+      const queueMs = express ? EXPRESS_MAIN_QUEUE_MS : ALONE_QUEUE_MS;
+      return Math.max(this.#floorBytes, Math.ceil((roundTrips * this.#minRttMs + queueMs) * rate));
     }
     // Before the path is measured, the floor: the first ack request measures a round trip soon.
     if (!measured) return this.#floorBytes;

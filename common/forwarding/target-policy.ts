@@ -1,6 +1,7 @@
 import { BlockList, isIP } from 'node:net';
 import { ConfigError } from '../support/errors.js';
 import { parsePort, type HostPort } from '../transport/address.js';
+import { splitColonFields } from './forward-spec.js';
 
 /**
  * What sproxy lets a client reach (`--allow`), as patterns: pure, no sockets, no DNS.
@@ -78,11 +79,10 @@ function isHostName(text: string): boolean {
 export function parseTargetRule(text: string): TargetRule {
   const what = `--allow ${text}`;
   const trimmed = text.trim();
-  const bracketed = /^\[([^\]]+)\]:([^:]+)$/.exec(trimmed);
-  const colon = trimmed.lastIndexOf(':');
-  const [hostText, portsText] =
-    bracketed !== null ? [bracketed[1] as string, bracketed[2] as string] : colon === -1 ? [null, null] : [trimmed.slice(0, colon), trimmed.slice(colon + 1)];
-  if (hostText === null || portsText === null || hostText === '' || (bracketed === null && hostText.includes(':'))) {
+  // The same fields as a forward's: an IPv6 address or range in brackets is one.
+  const fields = splitColonFields(trimmed, what);
+  const [hostText, portsText] = fields;
+  if (fields.length !== 2 || hostText === undefined || portsText === undefined || hostText === '') {
     throw new ConfigError(`${what}: expected HOST:PORTS (a name, *.domain, an address or CIDR range, or *; IPv6 in brackets)`);
   }
   return { text: trimmed, host: parseHostPattern(hostText, what), ports: parsePorts(portsText, what) };
