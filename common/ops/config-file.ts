@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
+import { createRequire } from 'node:module';
+import type { Node } from 'yaml';
 import { ConfigError, EternalError } from '../support/errors.js';
 import { describeError } from '../support/logger.js';
 import { REPEATABLE_FLAGS, UsageError } from './cli-options.js';
@@ -27,6 +28,7 @@ export interface ConfigFileWords {
 
 /** Turns the YAML `text` of `path` into command-line words. Throws ConfigError naming the line. */
 export function configFileWords(path: string, text: string): ConfigFileWords {
+  const { isMap, isScalar, isSeq, LineCounter, parseDocument } = loadYaml();
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const lineOf = (node: Node | null | undefined): number => (node?.range == null ? 1 : lineCounter.linePos(node.range[0]).line);
@@ -123,3 +125,13 @@ function withLine(error: Error, file: ConfigFileWords, commandLine: readonly str
   }
   return error;
 }
+
+/**
+ * The YAML parser, loaded only when a file is read. A proxy without --config never loads it:
+ * with the parser in its heap, a tunnel's bulk transfer on loopback measured 20-30% slower
+ * (bench/README, 2026-12-03), though none of its code runs there.
+ */
+function loadYaml(): typeof import('yaml') {
+  return createRequire(import.meta.url)('yaml') as typeof import('yaml');
+}
+
