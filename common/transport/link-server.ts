@@ -9,9 +9,10 @@ import { adoptDirectReads } from './direct-reads.js';
 import {
   derivePsk,
   isTlsProtocolError,
-  LINK_CIPHERS,
+  linkDhParams,
   LINK_SOCKET_HIGH_WATER_BYTES,
   PSK_IDENTITY,
+  serverLinkCiphers,
   TLS_VERSION,
   tlsReason,
   type WithHighWaterMark,
@@ -60,7 +61,14 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
   const peerOf = (socket: Socket): string =>
     socket.remoteAddress?.includes(':') === true ? `[${socket.remoteAddress}]:${socket.remotePort}` : `${socket.remoteAddress}:${socket.remotePort}`;
   const psk = options.secret === null ? null : derivePsk(options.secret);
-  const secureContext = createSecureContext({ ciphers: LINK_CIPHERS, minVersion: TLS_VERSION, maxVersion: TLS_VERSION });
+  // Our order of the suites, not the client's, and the DH group of the DHE one.
+  const secureContext = createSecureContext({
+    ciphers: serverLinkCiphers(),
+    minVersion: TLS_VERSION,
+    maxVersion: TLS_VERSION,
+    honorCipherOrder: true,
+    dhparam: linkDhParams(),
+  });
   /** TCP connections whose first bytes or TLS handshake are still awaited. */
   const handshaking = new Set<Socket>();
   return netCreateServer({ noDelay: true, highWaterMark: LINK_SOCKET_HIGH_WATER_BYTES }, (socket) => {
