@@ -2,7 +2,14 @@ import yargs from 'yargs';
 import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../common/transport/address.js';
 import { DEFAULT_CLIENT_CONFIG } from '../common/endpoints/config.js';
 import { ConfigError } from '../common/support/errors.js';
-import { checkDistinctListeners, checkOpenTarget, parseLocalForward, type LocalForward } from '../common/forwarding/forward-spec.js';
+import {
+  checkDistinctListeners,
+  checkOpenTarget,
+  parseDynamicForward,
+  parseLocalForward,
+  type DynamicForward,
+  type LocalForward,
+} from '../common/forwarding/forward-spec.js';
 import {
   addSharedOptions,
   failWithUsageError,
@@ -20,9 +27,11 @@ export const CPROXY_DEFAULT_SERVER: HostPort = { host: '127.0.0.1', port: 6200 }
 export interface CproxyOptions extends SharedCliOptions {
   /**
    * What cproxy listens on, each with the target it asks sproxy for: the forward of --listen and
-   * --target (or of the positional form, or the default), then each -L in order. Never empty.
+   * --target (or of the positional form, or the default), then each -L in order. Empty only with -D alone.
    */
   forwards: LocalForward[];
+  /** Each -D: a SOCKS5 server. With -D alone (no --listen, --target or -L), forwards is empty. */
+  dynamicForwards: DynamicForward[];
   server: HostPort;
   connectTimeoutMs: number;
   connectStaggerMs: number;
@@ -45,7 +54,7 @@ function parseCproxyWords(args: string[]): CproxyOptions {
       .usage(
         [
           'Usage: cproxy [--listen [HOST:]PORT] [--server HOST:PORT] [options]',
-          '       cproxy --server HOST:PORT -L [BIND:]PORT:HOST:HOSTPORT [-L ...] [options]',
+          '       cproxy --server HOST:PORT -L [BIND:]PORT:HOST:HOSTPORT [-L ...] [-D [BIND:]PORT] [options]',
           '       cproxy LPORT SPROXY_HOST SPROXY_PORT',
           '',
           'Accepts your application\'s TCP connections and carries them to sproxy over one link that',
@@ -81,6 +90,15 @@ function parseCproxyWords(args: string[]): CproxyOptions {
           "HOST:HOSTPORT from sproxy's side (one of its --allow), as ssh -L; repeatable, all over the one link",
         requiresArg: true,
       })
+      .option('dynamic-forward', {
+        alias: 'D',
+        type: 'string',
+        array: true,
+        describe:
+          'run a SOCKS5 server on [BIND:]PORT (127.0.0.1 if no BIND), as ssh -D: each CONNECT becomes a session to its ' +
+          "destination from sproxy's side (one of its --allow); repeatable, all over the one link",
+        requiresArg: true,
+      })
       .option('connect-timeout', {
         type: 'string',
         default: '2000',
@@ -114,6 +132,7 @@ function parseCproxyWords(args: string[]): CproxyOptions {
     .example('cproxy --server vps.example.net:6200 --secret-file ~/.eternal-tcp.secret', 'then: telnet localhost 5200')
     .example('cproxy 5200 vps.example.net 6200', 'the same, in the original programs\' form')
     .example('cproxy --server vps:6200 -L 5200:localhost:23 -L 2222:localhost:22', 'telnet and ssh over one link')
+    .example('cproxy --server vps:6200 -D 1080', 'then: curl --socks5-hostname localhost:1080 http://intranet/')
     .strict()
     .fail(failWithUsageError)
     .version(packageVersion())
@@ -125,6 +144,7 @@ function parseCproxyWords(args: string[]): CproxyOptions {
 
   const positional = [parsed.lport, parsed.sproxyHost, parsed.sproxyPort].filter((value) => value !== undefined);
   const localForwards = (parsed['local-forward'] ?? []).map((text) => parseLocalForward(String(text)));
+  const dynamicForwards = (parsed['dynamic-forward'] ?? []).map((text) => parseDynamicForward(String(text)));
   let listen = CPROXY_DEFAULT_LISTEN;
   let server = CPROXY_DEFAULT_SERVER;
   if (positional.length > 0) {
@@ -150,12 +170,13 @@ function parseCproxyWords(args: string[]): CproxyOptions {
   }
   // --listen's forward (the default one) when it is asked for, or when there is no -L.
   const target = parsed.target === undefined ? null : checkOpenTarget(parseHostPort(parsed.target, '--target'), '--target');
-  const ownForward = positional.length > 0 || parsed.listen !== undefined || parsed.target !== undefined || localForwards.length === 0;
+  const ownForward = positional.length > 0 || parsed.listen !== undefined || parsed.target !== undefined || localForwards.length === 0 && dynamicForwards.length === 0;
   const forwards = [...(ownForward ? [{ listen, target }] : []), ...localForwards];
-  checkDistinctListeners(forwards);
+  checkDistinctListeners([...forwards, ...dynamicForwards]);
   return {
     ...readSharedOptions(parsed),
     forwards,
+    dynamicForwards,
     server,
     connectTimeoutMs,
     connectStaggerMs,

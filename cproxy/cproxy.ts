@@ -1,18 +1,18 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { formatHostPort } from '../common/transport/address.js';
+import { formatHostPort, type HostPort } from '../common/transport/address.js';
 import { bridgeSocket, LOCAL_SOCKET_HIGH_WATER_BYTES } from '../common/forwarding/bridge.js';
 import { ClientEndpoint } from '../common/endpoints/client-endpoint.js';
 import { adoptDirectReads } from '../common/transport/direct-reads.js';
 import { listenOn } from '../common/transport/listen.js';
 import { describeError, type Logger } from '../common/support/logger.js';
 import { dialLink } from '../common/transport/dial-link.js';
-import type { LocalForward } from '../common/forwarding/forward-spec.js';
+import { serveSocks } from '../common/forwarding/socks-server.js';
 import type { CproxyOptions } from './cli.js';
 
 export interface RunningCproxy {
-  /** The first forward's listening address. */
+  /** The first forward's listening address (a -D's if there are only those). */
   readonly address: AddressInfo;
-  /** Every forward's, in the order of CproxyOptions.forwards. */
+  /** Every forward's: those of CproxyOptions.forwards in order, then those of its dynamicForwards. */
   readonly addresses: readonly AddressInfo[];
   readonly endpoint: ClientEndpoint;
   /** Stops listening, tells sproxy, resets the user connections. */
@@ -54,23 +54,31 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
   }
   // Every forward's listener, in order; one that cannot listen is fatal (the caller says why).
   const listeners: Array<{ server: Server; address: AddressInfo }> = [];
+  const services: Array<{ listen: HostPort; serve: Serve; fields: Record<string, unknown> }> = [
+    ...options.forwards.map(({ listen, target }) => {
+      const name = target === null ? undefined : formatHostPort(target);
+      const serve: Serve = (socket, label) => {
+        const session = endpoint.openSession(name);
+        logger.info({ ...label, session: session.id, ...(name === undefined ? {} : { target: name }), link: endpoint.state }, 'session opened');
+        bridgeSocket(socket, session, logger, { session: session.id });
+      };
+      return { listen, serve, fields: name === undefined ? {} : { target: name } };
+    }),
+    ...options.dynamicForwards.map(({ listen }) => {
+      const serve: Serve = (socket, label) => serveSocks(socket, (target) => endpoint.openSession(target), logger, label);
+      return { listen, serve, fields: { socks: true } };
+    }),
+  ];
   try {
-    for (const forward of options.forwards) listeners.push(await listenForward(forward, endpoint, userSockets, logger));
+    for (const { listen, serve } of services) listeners.push(await listenForward(listen, serve, endpoint, userSockets, logger));
   } catch (error) {
     for (const { server } of listeners) server.close();
     endpoint.close('cproxy could not listen');
     throw error;
   }
   for (const [index, { address }] of listeners.entries()) {
-    const { target } = options.forwards[index] as LocalForward;
-    logger.info(
-      {
-        listen: formatHostPort({ host: address.address, port: address.port }),
-        server: serverName,
-        ...(target === null ? {} : { target: formatHostPort(target) }),
-      },
-      'cproxy listening; sessions go to sproxy',
-    );
+    const listen = formatHostPort({ host: address.address, port: address.port });
+    logger.info({ listen, server: serverName, ...services[index]?.fields }, 'cproxy listening; sessions go to sproxy');
   }
   const address = (listeners[0] as { address: AddressInfo }).address;
 
@@ -89,34 +97,35 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
   };
 }
 
+/** Serves one accepted connection of a forward. */
+type Serve = (socket: Socket, label: { from: string }) => void;
+
 /**
- * Listens for one forward: each accepted connection becomes a session asking sproxy for the
- * forward's target (its default when none), spliced to the connection.
+ * Listens for one forward: each accepted connection is served by `serve` (a session to the
+ * forward's target, or a SOCKS exchange first), unless authentication with sproxy is failing.
  */
 async function listenForward(
-  forward: LocalForward,
+  listen: HostPort,
+  serve: Serve,
   endpoint: ClientEndpoint,
   userSockets: Set<Socket>,
   logger: Logger,
 ): Promise<{ server: Server; address: AddressInfo }> {
-  const target = forward.target === null ? undefined : formatHostPort(forward.target);
   const server: Server = createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: LOCAL_SOCKET_HIGH_WATER_BYTES }, (socket) => {
+    const from = `${socket.remoteAddress}:${socket.remotePort}`;
     if (endpoint.authenticationFailed) {
       // Holding the connection would only make the application wait for a link that cannot come.
-      logger.warn({ from: `${socket.remoteAddress}:${socket.remotePort}` }, 'connection refused: authentication with sproxy is failing');
+      logger.warn({ from }, 'connection refused: authentication with sproxy is failing');
       socket.on('error', () => {});
       socket.resetAndDestroy();
       return;
     }
     adoptDirectReads(socket);
-    const session = endpoint.openSession(target);
-    const from = `${socket.remoteAddress}:${socket.remotePort}`;
-    logger.info({ session: session.id, from, ...(target === undefined ? {} : { target }), link: endpoint.state }, 'session opened');
     userSockets.add(socket);
     socket.on('close', () => userSockets.delete(socket));
-    bridgeSocket(socket, session, logger, { session: session.id });
+    serve(socket, { from });
   });
-  const address = await listenOn(server, forward.listen);
+  const address = await listenOn(server, listen);
   // Later errors are logged and survived.
   server.on('error', (error) => logger.error({ reason: describeError(error) }, 'listener error'));
   return { server, address };

@@ -26,6 +26,8 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
   const endpoint = new ServerEndpoint({
     logger,
     copyWrites: false,
+    // A session's OPEN is acknowledged once its target answers: cproxy's SOCKS replies wait for it.
+    confirmOpens: true,
     config: {
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       deadAfterMs: options.deadAfterMs,
@@ -152,6 +154,7 @@ function connectTarget(session: Session, context: SessionContext, target: HostPo
     clearTimeout(timer);
     session.off('close', onSessionClose);
     session.off('error', onEarlySessionError);
+    session.confirmOpen();
     bridgeSocket(socket, session, logger, label);
   });
   socket.once('error', (error) => {

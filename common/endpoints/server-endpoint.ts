@@ -19,6 +19,12 @@ export interface ServerEndpointOptions {
   logger?: Logger;
   clock?: Clock;
   copyWrites?: boolean;
+  /**
+   * Acknowledge a session's OPEN only when the application calls `session.confirmOpen()` (its
+   * target answered), or with the RESET if it destroys the session first (PROTOCOL.md §4.2).
+   * Off: at once, as the OPEN arrives.
+   */
+  confirmOpens?: boolean;
 }
 
 /** Who a session belongs to, for the application and the logs. */
@@ -73,6 +79,7 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #copyWrites: boolean;
+  readonly #confirmOpens: boolean;
   readonly #clients = new Map<string, ClientRecord>();
   /** Links that have not completed HELLO yet. */
   readonly #pending = new Set<Link>();
@@ -86,6 +93,7 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? systemClock;
     this.#copyWrites = options.copyWrites ?? true;
+    this.#confirmOpens = options.confirmOpens ?? false;
     this.#sendBudget = new SendBudget(this.#config.sendBudgetBytes);
   }
 
@@ -223,6 +231,7 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
       config: this.#config,
       logger: this.#logger,
       copyWrites: this.#copyWrites,
+      confirmOpens: this.#confirmOpens,
       maxSessions: this.#config.maxSessionsPerClient,
       clock: this.#clock,
       sendBudget: this.#sendBudget,

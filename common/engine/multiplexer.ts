@@ -48,6 +48,8 @@ export interface MultiplexerOptions {
   copyWrites: boolean;
   /** First seq of a new session; random by default so that stale packets cannot line up. */
   initialSeq?: () => number;
+  /** Server side: an OPEN is acknowledged when the application confirms it (Session.confirmOpen). */
+  confirmOpens?: boolean;
   /** Server side: sessions the peer may hold open at once; an OPEN beyond it is reset. */
   maxSessions?: number;
   /** Times delayed acks; the system clock by default. */
@@ -77,6 +79,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   readonly #copyWrites: boolean;
   readonly #initialSeq: () => number;
   readonly #maxSessions: number;
+  readonly #confirmOpens: boolean;
   readonly #clock: Clock;
   readonly #sessions = new Map<number, Slot>();
   readonly #scheduler: SendScheduler;
@@ -97,6 +100,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#copyWrites = options.copyWrites;
     this.#initialSeq = options.initialSeq ?? (() => randomInt(0, UINT32_MAX + 1));
     this.#maxSessions = options.maxSessions ?? Number.POSITIVE_INFINITY;
+    this.#confirmOpens = options.confirmOpens ?? false;
     this.#clock = options.clock ?? systemClock;
     this.#scheduler = new SendScheduler({ config: this.#config, clock: this.#clock });
     this.#sendBudget = options.sendBudget ?? new SendBudget(this.#config.sendBudgetBytes);
@@ -352,7 +356,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     const target = decodeOpenTarget(payload);
     const overLimit = this.#sessions.size >= this.#maxSessions;
     const session = this.#createSession(sessionId, ack, seqAdd(seq, 1));
-    session.markOpenedByPeer();
+    session.markOpenedByPeer(this.#confirmOpens && !overLimit);
     if (overLimit) {
       // Refused the way a target refuses: the peer's application sees its connection reset.
       this.#logger.warn({ session: sessionId, limit: this.#maxSessions }, 'session refused: too many sessions for this client');

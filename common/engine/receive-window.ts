@@ -82,6 +82,16 @@ export class ReceiveWindow {
     return this.#ackable;
   }
 
+  /**
+   * Acknowledges nothing from `seq` on (the OPEN that created the session included) until the
+   * consumer catches up: the server holds an OPEN's ack until its target has answered (§4.2).
+   */
+  holdFrom(seq: number): void {
+    this.#ackable = seq;
+    this.#ackSent = seq;
+    this.#consumerBehind = true;
+  }
+
   /** Records `seq` as acknowledged already (a packet that created the session must still be acked). */
   markAckedUpTo(seq: number): void {
     this.#ackSent = seq;

@@ -114,6 +114,10 @@ export class Session extends Duplex {
   #peerFinished = false;
   /** Some packet of ours went out on a link: the peer may have seen it even without an ack. */
   #everWritten = false;
+  /** Server side: the OPEN's ack waits for confirmOpen() (the target has answered). */
+  #awaitingConfirm = false;
+  /** Client side: 'established' was emitted (the peer acknowledged the OPEN). */
+  #established = false;
   /** First seqs of the session, to tell whether the peer has ever seen it (resolveUnknownToPeer). */
   #initialSendSeq: number;
   #initialReceiveSeq: number;
@@ -202,13 +206,39 @@ export class Session extends Duplex {
     this.#owner.sessionHasOutput(this, 'batched');
   }
 
-  /** Server side: the session was created by the peer's OPEN, which counts as received. */
-  markOpenedByPeer(): void {
+  /**
+   * Server side: the session was created by the peer's OPEN, which counts as received. With
+   * `confirmLater`, its ack (and that of anything after it) waits for confirmOpen(), or goes with
+   * the RESET if the session is destroyed first: the client can tell a target that answered from
+   * one that did not (a SOCKS reply waits for it, PROTOCOL.md §4.2).
+   */
+  markOpenedByPeer(confirmLater = false): void {
     this.#initialSendSeq = this.#send.nextSeq;
     this.#initialReceiveSeq = seqAdd(this.#receive.next, -1);
+    if (confirmLater) {
+      this.#awaitingConfirm = true;
+      this.#receive.holdFrom(this.#initialReceiveSeq);
+      return;
+    }
     // The OPEN itself must be acknowledged, so that the peer can drop it from its queue.
     this.#receive.markAckedUpTo(this.#initialReceiveSeq);
     this.#owner.sessionNeedsAck(this, 'now');
+  }
+
+  /** Server side: the session's target answered; the OPEN (and what came after it) may be acknowledged. */
+  confirmOpen(): void {
+    if (!this.#awaitingConfirm) return;
+    this.#awaitingConfirm = false;
+    // What waits in the Readable side below its mark is acknowledged, as it would have been on
+    // arrival. Above it, the consumer's reads release the acks (_read); Node calls _read no more
+    // after one that pushed nothing, so an empty push lets it be called again.
+    if (this.#sink !== null || this.readableLength < this.readableHighWaterMark) this.#catchUpAck();
+    else this.push(Buffer.alloc(0));
+  }
+
+  /** Client side: whether the peer has acknowledged the OPEN ('established' was emitted). */
+  get established(): boolean {
+    return this.#established;
   }
 
   /** Next packet to write on the link, or null. The caller stamps the current ack on it. */
@@ -229,6 +259,7 @@ export class Session extends Duplex {
    */
   acknowledge(ack: number, at?: AckTime): void {
     if (!this.#send.acknowledge(ack, this.id, at)) return;
+    if (!this.#established) this.#noteEstablished();
     this.#pumpWaitingWrite('batched');
     this.#finishIfDone();
   }
@@ -305,6 +336,19 @@ export class Session extends Duplex {
     if (this.#state === 'reset-sent') return;
     this.#moveTo(this.#state === 'fin-sent' ? 'fin-both' : 'fin-received');
     this.#finishIfDone();
+  }
+
+  /**
+   * The peer acknowledged our first packet (the OPEN, on the client): 'established', once. Emitted
+   * after the chunk being handled, so that a RESET carrying that ack (a target that refused)
+   * destroys the session first and 'established' never comes.
+   */
+  #noteEstablished(): void {
+    if (this.#send.peerAck === this.#initialSendSeq) return;
+    this.#established = true;
+    queueMicrotask(() => {
+      if (!this.destroyed) this.emit('established');
+    });
   }
 
   /** The consumer has taken what it was behind on: acknowledge everything received. */
@@ -388,7 +432,7 @@ export class Session extends Duplex {
 
   /** The sink drained after refusing bytes: acknowledge what it holds back no more. */
   sinkDrained(): void {
-    if (this.#receive.consumerBehind) this.#catchUpAck();
+    if (this.#receive.consumerBehind && !this.#awaitingConfirm) this.#catchUpAck();
   }
 
   /**
@@ -449,7 +493,7 @@ export class Session extends Duplex {
   }
 
   override _read(): void {
-    if (this.#receive.consumerBehind && this.#sink === null) this.#catchUpAck();
+    if (this.#receive.consumerBehind && this.#sink === null && !this.#awaitingConfirm) this.#catchUpAck();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {

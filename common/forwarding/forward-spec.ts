@@ -13,6 +13,12 @@ export interface LocalForward {
   target: HostPort | null;
 }
 
+/** A dynamic forward (ssh's -D): a SOCKS5 server on cproxy's side, each CONNECT a session to its destination. */
+export interface DynamicForward {
+  /** Where cproxy listens. */
+  listen: HostPort;
+}
+
 /** ssh's default for a forward without a bind address: only this host's own programs may use it. */
 export const DEFAULT_BIND_HOST = '127.0.0.1';
 /** A bind address of `*`, or an empty one, as in ssh: every interface. */
@@ -67,13 +73,30 @@ export function parseLocalForward(text: string): LocalForward {
   }
   const [bind, port, host, hostPort] = fields.length === 4 ? fields : [DEFAULT_BIND_HOST, ...fields];
   return {
-    listen: { host: bind === '' || bind === '*' ? ALL_INTERFACES : (bind as string), port: parsePort(port as string, `${what}: PORT`, true) },
+    listen: listenAddress(bind as string, port as string, what),
     target: checkOpenTarget({ host: host as string, port: parsePort(hostPort as string, `${what}: HOSTPORT`) }, what),
   };
 }
 
+/**
+ * Parses ssh's `-D [BIND:]PORT` (a BIND of `*` or nothing: every interface; none at all:
+ * DEFAULT_BIND_HOST). Throws ConfigError with a one-line reason.
+ */
+export function parseDynamicForward(text: string): DynamicForward {
+  const what = `-D ${text}`;
+  const fields = splitColonFields(text.trim(), what);
+  if (fields.length !== 1 && fields.length !== 2) throw new ConfigError(`${what}: expected [BIND:]PORT (an IPv6 address in brackets)`);
+  const [bind, port] = fields.length === 2 ? fields : [DEFAULT_BIND_HOST, ...fields];
+  return { listen: listenAddress(bind as string, port as string, what) };
+}
+
+/** A forward's BIND and PORT: `*` or nothing binds every interface; port 0 any free port. */
+function listenAddress(bind: string, port: string, what: string): HostPort {
+  return { host: bind === '' || bind === '*' ? ALL_INTERFACES : bind, port: parsePort(port, `${what}: PORT`, true) };
+}
+
 /** Throws ConfigError when two forwards would listen on the same address and port (port 0 aside). */
-export function checkDistinctListeners(forwards: readonly LocalForward[]): void {
+export function checkDistinctListeners(forwards: ReadonlyArray<{ listen: HostPort }>): void {
   const seen = new Set<string>();
   for (const { listen } of forwards) {
     if (listen.port === 0) continue;

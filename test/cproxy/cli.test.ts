@@ -60,6 +60,15 @@ describe('cproxy command line', () => {
     expect(parseCproxyArgs(['--target', 'db:5432']).forwards).toEqual([{ listen: { host: '127.0.0.1', port: 5200 }, target: { host: 'db', port: 5432 } }]);
   });
 
+  it('takes -D SOCKS forwards: alone they replace the default forward, beside -L they add to it', () => {
+    const alone = parseCproxyArgs(['-D', '1080', '--dynamic-forward', '[::1]:1081']);
+    expect(alone.forwards).toEqual([]);
+    expect(alone.dynamicForwards).toEqual([{ listen: { host: '127.0.0.1', port: 1080 } }, { listen: { host: '::1', port: 1081 } }]);
+    const mixed = parseCproxyArgs(['-L', '5200:db:5432', '-D', '*:1080']);
+    expect(mixed.forwards).toEqual([{ listen: { host: '127.0.0.1', port: 5200 }, target: { host: 'db', port: 5432 } }]);
+    expect(mixed.dynamicForwards).toEqual([{ listen: { host: '0.0.0.0', port: 1080 } }]);
+  });
+
   it('takes a bare port for --listen and IPv6 in brackets', () => {
     expect(parseCproxyArgs(['--listen', '5300']).forwards[0]?.listen).toEqual({ host: '127.0.0.1', port: 5300 });
     expect(parseCproxyArgs(['--server', '[::1]:6300']).server).toEqual({ host: '::1', port: 6300 });
@@ -88,6 +97,9 @@ describe('cproxy command line', () => {
     [['-L', '5200:db'], ConfigError, '-L 5200:db: expected [BIND:]PORT:HOST:HOSTPORT (IPv6 addresses in brackets)'],
     [['-L', '5200:a:1', '-L', '5200:b:2'], ConfigError, 'two forwards listen on 127.0.0.1:5200'],
     [['--listen', '6000', '-L', '6000:b:2'], ConfigError, 'two forwards listen on 127.0.0.1:6000'],
+    [['-L', '1080:b:2', '-D', '1080'], ConfigError, 'two forwards listen on 127.0.0.1:1080'],
+    [['-D', '1080:x'], ConfigError, '-D 1080:x: PORT: "x" is not a port number'],
+    [['-D', 'a:b:c'], ConfigError, '-D a:b:c: expected [BIND:]PORT (an IPv6 address in brackets)'],
     [['--window', '32'], ConfigError, '--window must be a whole number from 64 to 1048576, got "32"'],
   ])('rejects %j with a one-line reason', (args, errorClass, message) => {
     let caught: unknown;

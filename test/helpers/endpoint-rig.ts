@@ -41,6 +41,8 @@ export interface RigOptions {
    */
   client?: Partial<ClientConfig>;
   server?: Partial<ServerConfig>;
+  /** The server acknowledges OPENs only on Session.confirmOpen() (as sproxy does). */
+  confirmOpens?: boolean;
   random?: () => number;
   mode?: DialMode;
   customDial?: Dialer;
@@ -94,7 +96,11 @@ export class Rig {
     this.mode = options.mode ?? 'accept';
     this.customDial = options.customDial ?? null;
     this.#tap = options.tap ?? null;
-    const server = new ServerEndpoint({ clock: this.clock, ...(options.server === undefined ? {} : { config: options.server }) });
+    const server = new ServerEndpoint({
+      clock: this.clock,
+      confirmOpens: options.confirmOpens ?? false,
+      ...(options.server === undefined ? {} : { config: options.server }),
+    });
     this.server = server;
     onCleanup(() => server.close());
     server.on('session', (session, context) => {

@@ -59,6 +59,11 @@ export class ProxyProcess {
     return this.#child.pid!;
   }
 
+  /** The exit status, or null while the process runs (or if a signal ended it). */
+  get exitCode(): number | null {
+    return this.#child.exitCode;
+  }
+
   /** Resolves with the first log line (past or future) matching `predicate`. */
   waitForLog(predicate: LogPredicate, timeoutMs = 20_000, description = 'log line'): Promise<LogLine> {
     const seen = this.logs.find(predicate);

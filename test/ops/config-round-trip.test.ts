@@ -33,6 +33,7 @@ const CPROXY_SETTINGS: Record<string, string | string[] | boolean> = {
   server: 'vps.example.net:6300',
   target: 'db:5432',
   'local-forward': ['5301:localhost:23', '[::1]:5302:localhost:22'],
+  'dynamic-forward': ['1080', '[::1]:1081'],
   'connect-timeout': '1500',
   'connect-stagger': '300',
   'address-poll': '0',

@@ -43,6 +43,39 @@ describe('endpoints: sessions over a link', () => {
     expect(rig.errorsOf(atServer)).toEqual([]);
   });
 
+  it('with confirmOpens the OPEN is acknowledged only when the server confirms it: "established" then, never before a RESET', async () => {
+    const rig = Rig.memory({ confirmOpens: true });
+    await rig.nextUp();
+    const confirmed = rig.open();
+    let established = false;
+    confirmed.once('established', () => {
+      established = true;
+    });
+    confirmed.write('early bytes');
+    const atServer = await rig.serverSession(0);
+    await settle();
+    expect(established).toBe(false);
+    expect(confirmed.unackedPackets).toBe(2); // the OPEN and the early DATA, both held
+    atServer.confirmOpen();
+    const fromClient = new Received(atServer);
+    await settle();
+    expect(established).toBe(true);
+    expect(confirmed.unackedPackets).toBe(0);
+    expect(fromClient.text).toBe('early bytes');
+
+    // Destroyed before it is confirmed (its target refused): a RESET, and no "established" first.
+    const refused = rig.open();
+    const events: string[] = [];
+    refused.once('established', () => events.push('established'));
+    refused.on('error', (error) => events.push(`error: ${error.message}`));
+    const refusedAtServer = await rig.serverSession(1);
+    await settle();
+    refusedAtServer.on('error', () => {});
+    refusedAtServer.destroy(new Error('target 127.0.0.1:9 unreachable: connect ECONNREFUSED 127.0.0.1:9'));
+    await settle();
+    expect(events).toEqual(['error: session reset by peer: target 127.0.0.1:9 unreachable: connect ECONNREFUSED 127.0.0.1:9']);
+  });
+
   it('carries many sessions at once, each intact', async () => {
     const rig = Rig.memory();
     const count = 20;
