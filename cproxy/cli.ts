@@ -7,8 +7,10 @@ import {
   checkOpenTarget,
   parseDynamicForward,
   parseLocalForward,
+  parseRemoteForward,
   type DynamicForward,
   type LocalForward,
+  type RemoteForward,
 } from '../common/forwarding/forward-spec.js';
 import {
   addSharedOptions,
@@ -27,11 +29,13 @@ export const CPROXY_DEFAULT_SERVER: HostPort = { host: '127.0.0.1', port: 6200 }
 export interface CproxyOptions extends SharedCliOptions {
   /**
    * What cproxy listens on, each with the target it asks sproxy for: the forward of --listen and
-   * --target (or of the positional form, or the default), then each -L in order. Empty only with -D alone.
+   * --target (or of the positional form, or the default), then each -L in order. Empty only with -D or -R alone.
    */
   forwards: LocalForward[];
   /** Each -D: a SOCKS5 server. With -D alone (no --listen, --target or -L), forwards is empty. */
   dynamicForwards: DynamicForward[];
+  /** Each -R, in order. */
+  remoteForwards: RemoteForward[];
   server: HostPort;
   connectTimeoutMs: number;
   connectStaggerMs: number;
@@ -90,6 +94,15 @@ function parseCproxyWords(args: string[]): CproxyOptions {
           "HOST:HOSTPORT from sproxy's side (one of its --allow), as ssh -L; repeatable, all over the one link",
         requiresArg: true,
       })
+      .option('remote-forward', {
+        alias: 'R',
+        type: 'string',
+        array: true,
+        describe:
+          "have sproxy listen on [BIND:]PORT on its side (its 127.0.0.1 if no BIND; one of its --allow-listen) and carry each " +
+          'connection back to HOST:HOSTPORT from here, as ssh -R; repeatable, all over the one link, through its outages',
+        requiresArg: true,
+      })
       .option('dynamic-forward', {
         alias: 'D',
         type: 'string',
@@ -145,6 +158,7 @@ function parseCproxyWords(args: string[]): CproxyOptions {
   const positional = [parsed.lport, parsed.sproxyHost, parsed.sproxyPort].filter((value) => value !== undefined);
   const localForwards = (parsed['local-forward'] ?? []).map((text) => parseLocalForward(String(text)));
   const dynamicForwards = (parsed['dynamic-forward'] ?? []).map((text) => parseDynamicForward(String(text)));
+  const remoteForwards = (parsed['remote-forward'] ?? []).map((text) => parseRemoteForward(String(text)));
   let listen = CPROXY_DEFAULT_LISTEN;
   let server = CPROXY_DEFAULT_SERVER;
   if (positional.length > 0) {
@@ -170,13 +184,14 @@ function parseCproxyWords(args: string[]): CproxyOptions {
   }
   // --listen's forward (the default one) when it is asked for, or when there is no -L.
   const target = parsed.target === undefined ? null : checkOpenTarget(parseHostPort(parsed.target, '--target'), '--target');
-  const ownForward = positional.length > 0 || parsed.listen !== undefined || parsed.target !== undefined || localForwards.length === 0 && dynamicForwards.length === 0;
+  const ownForward = positional.length > 0 || parsed.listen !== undefined || parsed.target !== undefined || localForwards.length === 0 && dynamicForwards.length === 0 && remoteForwards.length === 0;
   const forwards = [...(ownForward ? [{ listen, target }] : []), ...localForwards];
   checkDistinctListeners([...forwards, ...dynamicForwards]);
   return {
     ...readSharedOptions(parsed),
     forwards,
     dynamicForwards,
+    remoteForwards,
     server,
     connectTimeoutMs,
     connectStaggerMs,

@@ -7,11 +7,12 @@ import { listenOn } from '../common/transport/listen.js';
 import { describeError, type Logger } from '../common/support/logger.js';
 import { dialLink } from '../common/transport/dial-link.js';
 import { serveSocks } from '../common/forwarding/socks-server.js';
+import { startRemoteForwards } from './remote-forwards.js';
 import type { CproxyOptions } from './cli.js';
 
 export interface RunningCproxy {
-  /** The first forward's listening address (a -D's if there are only those). */
-  readonly address: AddressInfo;
+  /** The first forward's listening address (a -D's if there are only those; null with -R alone). */
+  readonly address: AddressInfo | null;
   /** Every forward's: those of CproxyOptions.forwards in order, then those of its dynamicForwards. */
   readonly addresses: readonly AddressInfo[];
   readonly endpoint: ClientEndpoint;
@@ -28,6 +29,8 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
     logger,
     // Socket chunks are fresh buffers that nobody writes to again: no need to copy them.
     copyWrites: false,
+    // A remote forward's session is acknowledged once its target here answered.
+    confirmOpens: true,
     config: {
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       deadAfterMs: options.deadAfterMs,
@@ -42,6 +45,7 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
     },
   });
   const userSockets = new Set<Socket>();
+  const remoteTargetSockets = startRemoteForwards(options.remoteForwards, endpoint, logger);
   endpoint.on('session-finished', (session, reason, detail) => {
     // The window it ended with: grown past --window, the path's product called for more.
     const fields = { session: session.id, reason, detail, windowKiB: Math.round(session.windowBytes / 1024) };
@@ -80,7 +84,7 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
     const listen = formatHostPort({ host: address.address, port: address.port });
     logger.info({ listen, server: serverName, ...services[index]?.fields }, 'cproxy listening; sessions go to sproxy');
   }
-  const address = (listeners[0] as { address: AddressInfo }).address;
+  const address = listeners[0]?.address ?? null;
 
   return {
     address,
@@ -91,7 +95,7 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
       const closed = Promise.all(listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))));
       endpoint.close('cproxy shutting down');
       // The sessions are lost, not finished: the applications get a reset, not an end of stream.
-      for (const socket of userSockets) socket.resetAndDestroy();
+      for (const socket of [...userSockets, ...remoteTargetSockets]) socket.resetAndDestroy();
       await closed;
     },
   };

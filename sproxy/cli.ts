@@ -21,6 +21,8 @@ export interface SproxyOptions extends SharedCliOptions {
   /** Targets a client may ask for besides the default one, as "host:port". */
   /** What clients may ask for besides --target (patterns: target-policy.ts). */
   allowRules: TargetRule[];
+  /** Where clients' remote forwards (cproxy -R) may listen: none by default. */
+  allowListenRules: TargetRule[];
   maxUnauthenticated: number;
   maxClients: number;
   maxSessionsPerClient: number;
@@ -63,6 +65,14 @@ function parseSproxyWords(args: string[]): SproxyOptions {
         describe:
           'also let clients ask for HOST:PORTS (cproxy --target, -L): a name, *.domain, an address or CIDR range ' +
           '([IPv6] in brackets) or *; PORTS a port, a range LOW-HIGH, a list of them, or *; repeatable',
+        requiresArg: true,
+      })
+      .option('allow-listen', {
+        type: 'string',
+        array: true,
+        describe:
+          "let clients' remote forwards (cproxy -R) listen on BIND:PORTS: an address, a CIDR range or *, and ports as for --allow " +
+          '(127.0.0.1:8000-8099, *:2222); repeatable; none by default',
         requiresArg: true,
       })
       .option('insecure', {
@@ -116,6 +126,7 @@ function parseSproxyWords(args: string[]): SproxyOptions {
     listen,
     target,
     allowRules: (parsed.allow ?? []).map((text) => parseTargetRule(String(text))),
+    allowListenRules: (parsed['allow-listen'] ?? []).map((text) => parseTargetRule(String(text), '--allow-listen')),
     maxUnauthenticated: parsePositiveInteger(parsed['max-unauthenticated'], 'max-unauthenticated', 1, 1_000_000),
     maxClients: parsePositiveInteger(parsed['max-clients'], 'max-clients', 1, 1_000_000),
     maxSessionsPerClient: parsePositiveInteger(parsed['max-sessions-per-client'], 'max-sessions-per-client', 1, 1_000_000),

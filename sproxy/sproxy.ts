@@ -1,18 +1,13 @@
-import type { AddressInfo, TcpNetConnectOpts, Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { formatHostPort, parseHostPort, type HostPort } from '../common/transport/address.js';
 import { allowingRule } from '../common/forwarding/target-policy.js';
-import { bridgeSocket, LOCAL_SOCKET_HIGH_WATER_BYTES } from '../common/forwarding/bridge.js';
-import { connectWithDirectReads } from '../common/transport/direct-reads.js';
+import { connectTarget } from '../common/forwarding/connect-target.js';
+import { RemoteListeners } from './remote-listeners.js';
 import { listenOn } from '../common/transport/listen.js';
 import { describeError, type Logger } from '../common/support/logger.js';
 import { ServerEndpoint } from '../common/endpoints/server-endpoint.js';
 import { createLinkServer } from '../common/transport/link-server.js';
-import type { SessionContext } from '../common/endpoints/server-endpoint.js';
-import type { Session } from '../common/engine/session.js';
 import type { SproxyOptions } from './cli.js';
-
-/** A target that has not accepted within this time is treated as refusing. */
-const TARGET_CONNECT_TIMEOUT_MS = 10_000;
 
 export interface RunningSproxy {
   readonly address: AddressInfo;
@@ -44,6 +39,7 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
   const linkSockets = new Set<Socket>();
   const defaultTarget = formatHostPort(options.target);
   const refusals = new ThrottledLog(logger, 'connection refused: limit reached');
+  const remoteListeners = new RemoteListeners(endpoint, options.allowListenRules, logger);
 
   endpoint.on('session', (session, context) => {
     const targetName = context.target ?? defaultTarget;
@@ -54,7 +50,9 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       session.destroy(new Error(`target ${targetName} is not allowed by sproxy (see its --allow)`));
       return;
     }
-    const socket = connectTarget(session, context, target, logger);
+    const label = { client: short(context.clientId), session: session.id };
+    logger.info({ ...label, peer: context.peer, target: formatHostPort(target) }, 'session opened');
+    const socket = connectTarget(session, target, logger, label);
     targetSockets.add(socket);
     socket.on('close', () => targetSockets.delete(socket));
   });
@@ -114,57 +112,12 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       logger.info({}, 'sproxy shutting down');
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       endpoint.close('sproxy shutting down');
+      remoteListeners.close();
       for (const socket of targetSockets) socket.resetAndDestroy();
       for (const socket of linkSockets) socket.destroy();
       await closed;
     },
   };
-}
-
-function connectTarget(session: Session, context: SessionContext, target: HostPort, logger: Logger): Socket {
-  const label = { client: short(context.clientId), session: session.id };
-  const targetName = formatHostPort(target);
-  logger.info({ ...label, peer: context.peer, target: targetName }, 'session opened');
-  // Until the target answers, an error on the session (reset, lost) must not go unheard.
-  const onEarlySessionError = (error: Error): void => {
-    logger.debug({ ...label, reason: describeError(error) }, 'session ended before the target connected');
-  };
-  session.on('error', onEarlySessionError);
-  // `highWaterMark` reaches the Socket's stream options; @types/node does not list it for connect().
-  const connectOptions: TcpNetConnectOpts & { highWaterMark: number } = {
-    host: target.host,
-    port: target.port,
-    allowHalfOpen: true,
-    noDelay: true,
-    highWaterMark: LOCAL_SOCKET_HIGH_WATER_BYTES,
-  };
-  // The target's reads go straight to the session (see connectWithDirectReads).
-  const socket = connectWithDirectReads(connectOptions);
-  const timer = setTimeout(
-    () => socket.destroy(new Error(`no answer within ${TARGET_CONNECT_TIMEOUT_MS} ms`)),
-    TARGET_CONNECT_TIMEOUT_MS,
-  );
-  const onSessionClose = (): void => {
-    socket.destroy();
-  };
-  session.once('close', onSessionClose);
-  let connected = false;
-  socket.once('connect', () => {
-    connected = true;
-    clearTimeout(timer);
-    session.off('close', onSessionClose);
-    session.off('error', onEarlySessionError);
-    session.confirmOpen();
-    bridgeSocket(socket, session, logger, label);
-  });
-  socket.once('error', (error) => {
-    clearTimeout(timer);
-    if (!connected) {
-      logger.warn({ ...label, target: targetName, reason: describeError(error) }, 'target refused the session');
-      session.destroy(new Error(`target ${targetName} unreachable: ${describeError(error)}`));
-    }
-  });
-  return socket;
 }
 
 /** Client ids are 32 hex digits; the first 8 tell clients apart in a log. */

@@ -7,7 +7,8 @@ import { AddressGoneError, AuthenticationError, ClosedError, HandshakeError, Lin
 import { createLink, type Link, type LinkHandler } from '../transport/link.js';
 import { silentLogger, type Logger } from '../support/logger.js';
 import { Multiplexer, type ResumeSummary } from '../engine/multiplexer.js';
-import { CLIENT_ID_BYTES, RESUME_TOKEN_BYTES } from '../protocol/constants.js';
+import { CLIENT_ID_BYTES, PacketType, RESUME_TOKEN_BYTES, type ListenStatus } from '../protocol/constants.js';
+import { encodeReason, type RemoteOpen } from '../protocol/messages.js';
 import type { Frame } from '../protocol/frame-decoder.js';
 import { Connector, type Dialer } from './connector.js';
 import { ExpressLane } from './express-lane.js';
@@ -36,6 +37,11 @@ export interface ClientEndpointOptions {
   clientId?: Buffer;
   /** Proof that a resume comes from the client that opened the sessions; random by default. */
   resumeToken?: Buffer;
+  /**
+   * Acknowledge the OPEN of a session the server opened (a remote forward's, §4.12) only on
+   * `session.confirmOpen()`: once the application reached its local target.
+   */
+  confirmOpens?: boolean;
   /** Reads the host's addresses for the address watch (config.addressPollMs); the real interfaces by default. */
   readAddresses?: () => Set<string>;
 }
@@ -65,6 +71,12 @@ export interface ClientEndpointEvents {
    */
   retry: [info: { attempt: number; delayMs: number; error: string }];
   'session-finished': [session: Session, reason: FinishReason, detail: string];
+  /** The server opened a session for a connection to one of our remote forwards (listenRemote). */
+  'remote-session': [session: Session, open: RemoteOpen];
+  /** The server's answer to a remote forward's LISTEN, on each link. */
+  'listen-reply': [forward: number, status: ListenStatus, text: string];
+  /** A remote forward cannot be asked for: the server does not take LISTEN (an older sproxy). */
+  'listen-unsupported': [forward: number, address: string];
 }
 
 /**
@@ -109,6 +121,10 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   readonly #dial: Dialer;
   /** The current link's second connection, for small sessions (config.expressLane). */
   readonly #expressLane: ExpressLane | null;
+  /** Remote forwards by number (from 1), "bind:port": asked for again on every link. */
+  readonly #remoteListens = new Map<number, string>();
+  /** The current link's server takes LISTEN (WELCOME's flag). */
+  #serverTakesListen = false;
 
   constructor(options: ClientEndpointOptions) {
     super();
@@ -123,9 +139,12 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       config: this.#config,
       logger: this.#logger,
       copyWrites: options.copyWrites ?? true,
+      confirmOpens: options.confirmOpens ?? false,
       clock: this.#clock,
     });
     this.#mux.on('resumed', (summary) => this.#onResumed(summary));
+    this.#mux.on('remote-session', (session, open) => this.emit('remote-session', session, open));
+    this.#mux.on('listen-reply', (forward, status, text) => this.emit('listen-reply', forward, status, text));
     this.#mux.on('goaway', (reason) => {
       // The server is closing for good and takes our sessions with it: end them now rather than
       // leave the applications waiting on sessions nobody will resume.
@@ -233,6 +252,23 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   }
 
   /**
+   * A remote forward: asks the server, on this link and every later one, to listen on
+   * `address` ("bind:port") and open a session to us for each connection it accepts
+   * ('remote-session', with the number returned). Its answers come as 'listen-reply'.
+   */
+  listenRemote(address: string): number {
+    const forward = this.#remoteListens.size + 1;
+    this.#remoteListens.set(forward, address);
+    if (this.#mux.phase === 'running') this.#sendListen(forward, address);
+    return forward;
+  }
+
+  #sendListen(forward: number, address: string): void {
+    if (this.#serverTakesListen) this.#mux.sendLinkMessage(PacketType.Listen, forward, 0, encodeReason(address));
+    else this.emit('listen-unsupported', forward, address);
+  }
+
+  /**
    * Stops for good: tells the server (GOAWAY) so that it releases our sessions, resets the local
    * sessions and stops redialling. Idempotent.
    */
@@ -275,6 +311,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   onFrame(link: Link, frame: Frame): void {
     const welcome = readWelcome(frame);
     this.#knownClient = welcome.knownClient;
+    this.#serverTakesListen = welcome.remoteForwards;
     this.#authenticationFailed = false;
     this.#authenticationFailures = 0;
     this.#handshakeTimer?.cancel();
@@ -338,6 +375,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       clock: this.#clock,
       onWelcome: (link, socket, welcome, roundTripMs) => {
         this.#secondLink = null;
+        this.#serverTakesListen = welcome.remoteForwards;
         this.#switchTo(link, socket, welcome.knownClient, roundTripMs, second.startedAt);
       },
       onFailed: (reason) => {
@@ -446,6 +484,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#resumeWindowTimer?.cancel();
     this.#resumeWindowTimer = null;
     this.emit('up', { attempts, downMs, summary, knownClient: this.#knownClient });
+    for (const [forward, address] of this.#remoteListens) this.#sendListen(forward, address);
   }
 
   /**

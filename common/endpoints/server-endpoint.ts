@@ -8,9 +8,9 @@ import { createLink, type Link, type LinkHandler } from '../transport/link.js';
 import { silentLogger, type Logger } from '../support/logger.js';
 import { Multiplexer, type ResumeSummary } from '../engine/multiplexer.js';
 import { SendBudget } from '../engine/send-budget.js';
-import { LINK_SESSION_ID, PacketType } from '../protocol/constants.js';
+import { LINK_SESSION_ID, PacketType, type ListenStatus } from '../protocol/constants.js';
 import type { Frame } from '../protocol/frame-decoder.js';
-import { decodeHello, encodeWelcome, HELLO_PAYLOAD_BYTES } from '../protocol/messages.js';
+import { decodeHello, encodeReason, encodeWelcome, HELLO_PAYLOAD_BYTES, type RemoteOpen } from '../protocol/messages.js';
 import { GoAwayCode, MAX_PAYLOAD_BYTES } from '../protocol/constants.js';
 import type { FinishReason, Session } from '../engine/session.js';
 
@@ -47,6 +47,13 @@ export interface ServerEndpointEvents {
   'link-down': [info: { clientId: string | null; peer: string; error: EternalError }];
   /** A client's sessions were dropped because it did not come back within the resume window. */
   'client-expired': [info: { clientId: string; sessions: number }];
+  /** A client is forgotten (expired, closed, or the server is closing): its remote forwards go too. */
+  'client-dropped': [info: { clientId: string; reason: string }];
+  /**
+   * A client asks us to listen on `address` ("bind:port") for its remote forward `forward`
+   * (LISTEN, §4.12; again on each of its links). `reply` answers on its current link.
+   */
+  listen: [request: { clientId: string; peer: string; forward: number; address: string }, reply: (status: ListenStatus, text: string) => void];
 }
 
 /** What the server keeps per client, across that client's links. */
@@ -112,6 +119,16 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
 
   get pendingLinkCount(): number {
     return this.#pending.size;
+  }
+
+  /**
+   * A session to client `clientId` for a connection its remote forward accepted (§4.12). It works
+   * at once: while the client is away, its OPEN and bytes queue until it is back. Null if the
+   * client is not held.
+   */
+  openRemoteSession(clientId: string, open: RemoteOpen): Session | null {
+    const record = this.#clients.get(clientId);
+    return record === undefined ? null : record.mux.openRemoteSession(open);
   }
 
   /** Takes a new transport connection (from a net.Server or tls.Server). */
@@ -249,6 +266,10 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
     mux.on('session', (session, target) => this.emit('session', session, context(target)));
     mux.on('session-finished', (session, reason, detail) => this.emit('session-finished', session, reason, detail, context()));
     mux.on('goaway', (reason) => this.#dropClient(record, `client closed: ${reason}`, false));
+    mux.on('listen', (forward, address) => {
+      const reply = (status: ListenStatus, text: string): void => mux.sendLinkMessage(PacketType.ListenReply, forward, status, encodeReason(text));
+      this.emit('listen', { clientId, peer: record.link?.peer ?? 'none', forward, address }, reply);
+    });
     mux.on('resumed', (summary) => {
       const downMs = record.downSince === null ? null : Math.round(this.#clock.now() - record.downSince);
       record.downSince = null;
@@ -278,6 +299,7 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
     record.expiryTimer = null;
     this.#clients.delete(record.id);
     record.mux.loseAll(reason);
+    this.emit('client-dropped', { clientId: record.id, reason });
     const link = record.link;
     if (link !== null) {
       if (sendGoAway) record.mux.sendGoAway(reason);

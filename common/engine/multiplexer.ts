@@ -3,9 +3,17 @@ import { EventEmitter } from 'node:events';
 import { systemClock, type Clock } from '../support/clock.js';
 import { LimitError, LinkClosedError, ProtocolError } from '../support/errors.js';
 import type { Logger } from '../support/logger.js';
-import { LINK_SESSION_ID, PacketType, UINT32_MAX } from '../protocol/constants.js';
+import { LINK_SESSION_ID, PacketType, SERVER_SESSION_ID_BIT, UINT32_MAX, type ListenStatus } from '../protocol/constants.js';
 import type { Frame } from '../protocol/frame-decoder.js';
-import { decodeOpenTarget, decodeReason, encodeOpenTarget, encodeReason } from '../protocol/messages.js';
+import {
+  decodeOpenTarget,
+  decodeReason,
+  decodeRemoteOpen,
+  encodeOpenTarget,
+  encodeReason,
+  encodeRemoteOpen,
+  type RemoteOpen,
+} from '../protocol/messages.js';
 import { seqAdd } from '../protocol/seq.js';
 import type { Link, LinkHandler } from '../transport/link.js';
 import type { EngineConfig } from './config.js';
@@ -17,6 +25,12 @@ import { Session, type AckTiming, type FinishReason, type OutputTiming, type Ses
 export interface MultiplexerEvents {
   /** Server side: the peer opened a session, asking for `target` ("host:port", or null: the default). */
   session: [session: Session, target: string | null];
+  /** Client side: the server opened a session for a connection to one of our remote forwards (§4.12). */
+  'remote-session': [session: Session, open: RemoteOpen];
+  /** Server side: the client asks us to listen for its remote forward `forward` on "bind:port" (LISTEN). */
+  listen: [forward: number, address: string];
+  /** Client side: the server's answer to a LISTEN. */
+  'listen-reply': [forward: number, status: ListenStatus, text: string];
   /** A new link finished the resume exchange and carries the sessions again. */
   resumed: [summary: ResumeSummary];
   /** A session ended; `reason` says how. */
@@ -89,6 +103,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   /** The link's second connection for small sessions (PROTOCOL.md §4.11), once it joined. */
   #express: Link | null = null;
   #phase: MultiplexerPhase = 'detached';
+  /** The next id to try, within this side's half of the id space (SERVER_SESSION_ID_BIT). */
   #nextSessionId = 1;
   #peerKeptState = true;
 
@@ -101,6 +116,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#initialSeq = options.initialSeq ?? (() => randomInt(0, UINT32_MAX + 1));
     this.#maxSessions = options.maxSessions ?? Number.POSITIVE_INFINITY;
     this.#confirmOpens = options.confirmOpens ?? false;
+    if (this.#role === 'server') this.#nextSessionId = SERVER_SESSION_ID_BIT;
     this.#clock = options.clock ?? systemClock;
     this.#scheduler = new SendScheduler({ config: this.#config, clock: this.#clock });
     this.#sendBudget = options.sendBudget ?? new SendBudget(this.#config.sendBudgetBytes);
@@ -143,10 +159,30 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
    * ("host:port") asks the server for a target other than its default.
    */
   openSession(target?: string): Session {
-    const openPayload = target === undefined ? undefined : encodeOpenTarget(target); // throws before any state changes
-    let id = this.#nextSessionId;
-    while (id === LINK_SESSION_ID || this.#sessions.has(id)) id = seqAdd(id, 1);
-    this.#nextSessionId = seqAdd(id, 1);
+    if (this.#role !== 'client') throw new Error('openSession is the client\'s; the server opens with openRemoteSession');
+    return this.#open(target === undefined ? undefined : encodeOpenTarget(target)); // encoded (and checked) before any state changes
+  }
+
+  /** Server side: a session for a connection a client's remote forward accepted (§4.12). */
+  openRemoteSession(open: RemoteOpen): Session {
+    if (this.#role !== 'server') throw new Error('openRemoteSession is the server\'s');
+    return this.#open(encodeRemoteOpen(open));
+  }
+
+  /** Server side or client side: a LISTEN, or its answer, on the current link (dropped without one: it is sent again on the next). */
+  sendLinkMessage(type: PacketType.Listen | PacketType.ListenReply, forward: number, status: number, payload: Buffer): void {
+    if (this.#phase !== 'running') return;
+    this.#scheduler.queueControl({ type, sessionId: forward, ack: status, payload });
+    this.#scheduler.scheduleFlush();
+  }
+
+  #open(openPayload: Buffer | undefined): Session {
+    // Each side in its half of the id space: ids with SERVER_SESSION_ID_BIT are the server's.
+    const half = this.#role === 'server' ? SERVER_SESSION_ID_BIT : 0;
+    const inHalf = (id: number): number => ((id & ~SERVER_SESSION_ID_BIT) | half) >>> 0;
+    let id = inHalf(this.#nextSessionId);
+    while (id === LINK_SESSION_ID || this.#sessions.has(id)) id = inHalf(seqAdd(id, 1));
+    this.#nextSessionId = inHalf(seqAdd(id, 1));
     const firstSeq = this.#initialSeq();
     // OPEN's ack field announces the reverse direction's first seq; using the same number keeps
     // the packet self-describing (PROTOCOL.md §4).
@@ -260,6 +296,14 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
         if (slot !== undefined) this.#scheduler.acknowledged(slot, header.ack);
         return;
       }
+      case PacketType.Listen:
+        if (this.#role !== 'server') throw new ProtocolError('LISTEN sent to the client');
+        this.emit('listen', header.sessionId, decodeReason(frame.payload));
+        return;
+      case PacketType.ListenReply:
+        if (this.#role !== 'client') throw new ProtocolError('LISTEN_REPLY sent to the server');
+        this.emit('listen-reply', header.sessionId, header.ack as ListenStatus, decodeReason(frame.payload));
+        return;
       default:
         throw new ProtocolError(`unexpected ${PacketType[type] ?? type} packet on a running link`);
     }
@@ -349,9 +393,17 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   // ── Receiving ────────────────────────────────────────────────────────────
 
   #onOpen(sessionId: number, seq: number, ack: number, payload: Buffer): void {
-    if (this.#role !== 'server') throw new ProtocolError('OPEN sent to the client');
     if (sessionId === LINK_SESSION_ID) throw new ProtocolError('OPEN for session 0');
+    const peerHalf = this.#role === 'server' ? 0 : SERVER_SESSION_ID_BIT;
+    if ((sessionId & SERVER_SESSION_ID_BIT) >>> 0 !== peerHalf) throw new ProtocolError(`OPEN for session ${sessionId}, an id of our own half`);
     if (this.#sessions.has(sessionId)) return; // a replayed OPEN of a session we already hold
+    if (this.#role === 'client') {
+      const open = decodeRemoteOpen(payload);
+      const session = this.#createSession(sessionId, ack, seqAdd(seq, 1));
+      session.markOpenedByPeer(this.#confirmOpens);
+      this.emit('remote-session', session, open);
+      return;
+    }
     // Decoded before any state is created: a bad target must leave nothing behind.
     const target = decodeOpenTarget(payload);
     const overLimit = this.#sessions.size >= this.#maxSessions;

@@ -13,6 +13,17 @@ export interface LocalForward {
   target: HostPort | null;
 }
 
+/**
+ * A remote forward (ssh's -R): sproxy listens on `listen` on its side, and each connection it
+ * accepts becomes a session that cproxy connects to `target` on its side.
+ */
+export interface RemoteForward {
+  /** Where sproxy listens (its loopback when no BIND is given). */
+  listen: HostPort;
+  /** What cproxy connects each session to. */
+  target: HostPort;
+}
+
 /** A dynamic forward (ssh's -D): a SOCKS5 server on cproxy's side, each CONNECT a session to its destination. */
 export interface DynamicForward {
   /** Where cproxy listens. */
@@ -66,7 +77,12 @@ export function checkOpenTarget(target: HostPort, what: string): HostPort {
  * Throws ConfigError with a one-line reason.
  */
 export function parseLocalForward(text: string): LocalForward {
-  const what = `-L ${text}`;
+  return parseForwardFields(text, '-L');
+}
+
+/** -L's and -R's common form, [BIND:]PORT:HOST:HOSTPORT, for `flag`'s messages. */
+function parseForwardFields(text: string, flag: string): LocalForward & { target: HostPort } {
+  const what = `${flag} ${text}`;
   const fields = splitColonFields(text.trim(), what);
   if (fields.length !== 3 && fields.length !== 4) {
     throw new ConfigError(`${what}: expected [BIND:]PORT:HOST:HOSTPORT (IPv6 addresses in brackets)`);
@@ -76,6 +92,11 @@ export function parseLocalForward(text: string): LocalForward {
     listen: listenAddress(bind as string, port as string, what),
     target: checkOpenTarget({ host: host as string, port: parsePort(hostPort as string, `${what}: HOSTPORT`) }, what),
   };
+}
+
+/** Parses ssh's `-R [BIND:]PORT:HOST:HOSTPORT`, as parseLocalForward (BIND on sproxy's side). */
+export function parseRemoteForward(text: string): RemoteForward {
+  return parseForwardFields(text, '-R');
 }
 
 /**

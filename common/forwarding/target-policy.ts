@@ -75,9 +75,9 @@ function isHostName(text: string): boolean {
   return /^[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$/.test(text) && text.length <= 254;
 }
 
-/** Parses one `--allow` pattern, HOST:PORTS; throws ConfigError with a one-line reason. */
-export function parseTargetRule(text: string): TargetRule {
-  const what = `--allow ${text}`;
+/** Parses one `--allow` (or `--allow-listen`) pattern, HOST:PORTS; throws ConfigError with a one-line reason. */
+export function parseTargetRule(text: string, flag = '--allow'): TargetRule {
+  const what = `${flag} ${text}`;
   const trimmed = text.trim();
   // The same fields as a forward's: an IPv6 address or range in brackets is one.
   const fields = splitColonFields(trimmed, what);

@@ -26,7 +26,7 @@ export interface SharedCliOptions {
 }
 
 /** The flags that may be given more than once (yargs `array: true`), each with its aliases. */
-export const REPEATABLE_FLAGS: ReadonlySet<string> = new Set(['local-forward', 'localForward', 'L', 'dynamic-forward', 'dynamicForward', 'D', 'allow']);
+export const REPEATABLE_FLAGS: ReadonlySet<string> = new Set(['local-forward', 'localForward', 'L', 'dynamic-forward', 'dynamicForward', 'D', 'remote-forward', 'remoteForward', 'R', 'allow', 'allow-listen', 'allowListen']);
 
 export function addSharedOptions<T>(argv: Argv<T>) {
   return argv

@@ -55,7 +55,11 @@ export enum PacketType {
   Sync = 4,
   /** Link level, not sequenced. Ends the sender's list of SYNC packets. */
   SyncEnd = 5,
-  /** Sequenced, client to server. Opens a session; `ack` announces the reverse direction's first seq. */
+  /**
+   * Sequenced. Opens a session; `ack` announces the reverse direction's first seq. Client to
+   * server (a local forward), or server to client for a connection a remote forward's listener
+   * accepted (§4.12; ids with SERVER_SESSION_ID_BIT).
+   */
   Open = 6,
   /** Sequenced. The sender will send no more data on this session (half-close). */
   Fin = 7,
@@ -76,10 +80,33 @@ export enum PacketType {
    * server older than it refuses the unknown type, and the link goes on with one connection.
    */
   Join = 12,
+  /**
+   * Link level, client to server, running phase: listen for me (a remote forward, §4.12). Session
+   * id: the forward's number; payload: "bind:port". Sent again on every link, answered each time.
+   */
+  Listen = 13,
+  /** Link level, server to client: the answer to LISTEN. Session id: the forward's number; ack: ListenStatus; payload: text. */
+  ListenReply = 14,
 }
 
 /** One more than the largest defined packet type: anything at or above it is unknown. */
-export const PACKET_TYPE_LIMIT = PacketType.Join + 1;
+export const PACKET_TYPE_LIMIT = PacketType.ListenReply + 1;
+
+/** LISTEN_REPLY's `ack` (§4.12). */
+export enum ListenStatus {
+  /** Listening; payload: the address bound, "host:port". */
+  Listening = 0,
+  /** sproxy's policy (--allow-listen) does not let this client listen there; payload: why. */
+  NotAllowed = 1,
+  /** The address could not be bound (in use, not local); payload: the error. */
+  Failed = 2,
+}
+
+/**
+ * Session ids with this bit were opened by the server (§4.12), without it by the client (§4.1):
+ * each side hands out ids in its own half, so the two never pick the same one.
+ */
+export const SERVER_SESSION_ID_BIT = 0x8000_0000;
 
 /** Why a GOAWAY was sent, in its `ack` field (§2): lets the client tell a refusal it must act on. */
 export enum GoAwayCode {
@@ -93,6 +120,8 @@ export enum GoAwayCode {
 
 /** WELCOME flag bit: the server still holds this client's sessions (§3). */
 export const WELCOME_FLAG_KNOWN_CLIENT = 0x1;
+/** WELCOME flag bit: the server takes LISTEN (remote forwards, §4.12); an older one would call it a protocol error. */
+export const WELCOME_FLAG_REMOTE_FORWARDS = 0x2;
 
 /** Largest reason text carried by RESET and GOAWAY, in bytes. */
 export const MAX_REASON_BYTES = 512;

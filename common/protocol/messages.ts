@@ -7,6 +7,7 @@ import {
   PROTOCOL_VERSION,
   RESUME_TOKEN_BYTES,
   WELCOME_FLAG_KNOWN_CLIENT,
+  WELCOME_FLAG_REMOTE_FORWARDS,
 } from './constants.js';
 
 /** HELLO payload (§3): protocol version, the client's random identity, its resume token. */
@@ -21,6 +22,8 @@ export interface Welcome {
   version: number;
   /** The server still held sessions for this client id: a resume rather than a fresh start. */
   knownClient: boolean;
+  /** The server takes LISTEN (§4.12). */
+  remoteForwards: boolean;
 }
 
 export const HELLO_PAYLOAD_BYTES = FIELD_SIZE + CLIENT_ID_BYTES + RESUME_TOKEN_BYTES;
@@ -51,10 +54,10 @@ export function decodeHello(payload: Buffer): Hello {
   };
 }
 
-export function encodeWelcome(knownClient: boolean): Buffer {
+export function encodeWelcome(knownClient: boolean, remoteForwards = true): Buffer {
   const payload = Buffer.allocUnsafe(WELCOME_PAYLOAD_BYTES);
   payload.writeUInt32BE(PROTOCOL_VERSION, 0);
-  payload.writeUInt32BE(knownClient ? WELCOME_FLAG_KNOWN_CLIENT : 0, FIELD_SIZE);
+  payload.writeUInt32BE((knownClient ? WELCOME_FLAG_KNOWN_CLIENT : 0) | (remoteForwards ? WELCOME_FLAG_REMOTE_FORWARDS : 0), FIELD_SIZE);
   return payload;
 }
 
@@ -65,7 +68,7 @@ export function decodeWelcome(payload: Buffer): Welcome {
   const version = payload.readUInt32BE(0);
   if (version !== PROTOCOL_VERSION) throw new HandshakeError(`unsupported protocol version ${version}`);
   const flags = payload.readUInt32BE(FIELD_SIZE);
-  return { version, knownClient: (flags & WELCOME_FLAG_KNOWN_CLIENT) !== 0 };
+  return { version, knownClient: (flags & WELCOME_FLAG_KNOWN_CLIENT) !== 0, remoteForwards: (flags & WELCOME_FLAG_REMOTE_FORWARDS) !== 0 };
 }
 
 /** RESET and GOAWAY payload: a UTF-8 reason, cut to MAX_REASON_BYTES on a character boundary. */
@@ -96,4 +99,29 @@ export function decodeOpenTarget(payload: Buffer): string | null {
   if (payload.length === 0) return null;
   if (payload.length > MAX_OPEN_TARGET_BYTES) throw new ProtocolError(`OPEN target of ${payload.length} bytes`);
   return payload.toString('utf8');
+}
+
+/** A server-opened OPEN (§4.12): which of the client's remote forwards, and who connected to it. */
+export interface RemoteOpen {
+  forward: number;
+  /** The accepted connection's peer, "host:port", for the client's logs. */
+  origin: string;
+}
+
+/** Longest origin a server-opened OPEN carries. */
+const MAX_ORIGIN_BYTES = 64;
+
+export function encodeRemoteOpen(open: RemoteOpen): Buffer {
+  const origin = Buffer.from(open.origin, 'utf8').subarray(0, MAX_ORIGIN_BYTES);
+  const payload = Buffer.allocUnsafe(FIELD_SIZE + origin.length);
+  payload.writeUInt32BE(open.forward, 0);
+  origin.copy(payload, FIELD_SIZE);
+  return payload;
+}
+
+export function decodeRemoteOpen(payload: Buffer): RemoteOpen {
+  if (payload.length < FIELD_SIZE || payload.length > FIELD_SIZE + MAX_ORIGIN_BYTES) {
+    throw new ProtocolError(`server-opened OPEN payload of ${payload.length} bytes`);
+  }
+  return { forward: payload.readUInt32BE(0), origin: payload.subarray(FIELD_SIZE).toString('utf8') };
 }

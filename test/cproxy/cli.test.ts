@@ -67,6 +67,12 @@ describe('cproxy command line', () => {
     const mixed = parseCproxyArgs(['-L', '5200:db:5432', '-D', '*:1080']);
     expect(mixed.forwards).toEqual([{ listen: { host: '127.0.0.1', port: 5200 }, target: { host: 'db', port: 5432 } }]);
     expect(mixed.dynamicForwards).toEqual([{ listen: { host: '0.0.0.0', port: 1080 } }]);
+    const remote = parseCproxyArgs(['-R', '8022:localhost:22', '--remote-forward', '*:8080:[::1]:80']);
+    expect(remote.forwards).toEqual([]);
+    expect(remote.remoteForwards).toEqual([
+      { listen: { host: '127.0.0.1', port: 8022 }, target: { host: 'localhost', port: 22 } },
+      { listen: { host: '0.0.0.0', port: 8080 }, target: { host: '::1', port: 80 } },
+    ]);
   });
 
   it('takes a bare port for --listen and IPv6 in brackets', () => {

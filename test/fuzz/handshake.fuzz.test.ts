@@ -241,6 +241,8 @@ const PROTOCOL_MESSAGES: readonly RegExp[] = [
   /^unexpected \w+ packet on a running link$/,
   /^\w+ packet before SYNC_END$/,
   /^OPEN for session 0$/,
+  /^OPEN for session \d+, an id of our own half$/,
+  /^LISTEN_REPLY sent to the server$/,
   /^OPEN target of \d+ bytes$/,
   /^session \d+: seq \d+ skips ahead of the expected one$/,
   /^session \d+: ack \d+ outside the unacknowledged range \[\d+, \d+\]$/,

@@ -5,7 +5,8 @@ import { createLink } from '../../../common/transport/link.js';
 import { silentLogger } from '../../../common/support/logger.js';
 import { Multiplexer } from '../../../common/engine/multiplexer.js';
 import { SHARED_LINK_BDP_GAIN } from '../../../common/engine/shared-link.js';
-import { HEADER_SIZE, LINK_SESSION_ID, PacketType } from '../../../common/protocol/constants.js';
+import { HEADER_SIZE, LINK_SESSION_ID, ListenStatus, PacketType, SERVER_SESSION_ID_BIT } from '../../../common/protocol/constants.js';
+import { decodeRemoteOpen } from '../../../common/protocol/messages.js';
 import { FrameDecoder, type Frame } from '../../../common/protocol/frame-decoder.js';
 import { encodeHeader } from '../../../common/protocol/header.js';
 import type { Session } from '../../../common/engine/session.js';
@@ -272,5 +273,41 @@ describe('Multiplexer: a link shared by several sending sessions', () => {
     // Each round trip it delivers what was in flight, and the budget follows a quarter above.
     await ackAt(30, 13);
     expect(bulk.inFlightBytes).toBe(Math.ceil(SHARED_LINK_BDP_GAIN * 5) * frame);
+  });
+});
+
+describe('Multiplexer: remote forwards (§4.12)', () => {
+  it('the server hears LISTEN, answers it, and opens sessions in its own half of the id space; an OPEN from the client in that half is a protocol error', async () => {
+    const clock = new ManualClock();
+    const [near, far] = MemorySocket.pair();
+    const peer = new Peer(far);
+    const config = { ...DEFAULT_ENGINE_CONFIG, heartbeatIntervalMs: 60_000, deadAfterMs: 120_000 };
+    const link = createLink(near, 'memory', config, clock);
+    onCleanup(() => {
+      link.fail(new LinkClosedError('test over'));
+      far.destroy();
+    });
+    const mux = new Multiplexer({ role: 'server', config, logger: silentLogger, copyWrites: true, clock });
+    const listens: Array<[number, string]> = [];
+    mux.on('listen', (forward, address) => listens.push([forward, address]));
+    mux.attach(link, true);
+    peer.send(PacketType.SyncEnd, LINK_SESSION_ID, 0, 0);
+    peer.send(PacketType.Listen, 2, 0, 0, Buffer.from('127.0.0.1:8022'));
+    await settle();
+    expect(listens).toEqual([[2, '127.0.0.1:8022']]);
+    mux.sendLinkMessage(PacketType.ListenReply, 2, ListenStatus.Listening, Buffer.from('127.0.0.1:8022'));
+    const session = mux.openRemoteSession({ forward: 2, origin: '10.1.2.3:4000' });
+    expect(session.id).toBe(SERVER_SESSION_ID_BIT);
+    await settle();
+    const [reply] = peer.take(PacketType.ListenReply);
+    expect(reply?.header).toMatchObject({ sessionId: 2, ack: ListenStatus.Listening });
+    const [open] = peer.take(PacketType.Open);
+    expect(open?.header.sessionId).toBe(SERVER_SESSION_ID_BIT);
+    expect(decodeRemoteOpen(open?.payload ?? Buffer.alloc(0))).toEqual({ forward: 2, origin: '10.1.2.3:4000' });
+
+    const down = new Promise<Error>((resolve) => link.onDown((_link, error) => resolve(error)));
+    peer.send(PacketType.Open, SERVER_SESSION_ID_BIT + 7, PEER_SEQ, OUR_SEQ);
+    await settle();
+    expect((await down).message).toContain('an id of our own half');
   });
 });

@@ -3,7 +3,7 @@ import { allowingRule, parseTargetRule } from '../../../common/forwarding/target
 import { ConfigError } from '../../../common/support/errors.js';
 import { catchError } from '../../helpers/expect-error.js';
 
-const rules = (...texts: string[]) => texts.map(parseTargetRule);
+const rules = (...texts: string[]) => texts.map((text) => parseTargetRule(text));
 const allows = (texts: string[], host: string, port: number): string | null => allowingRule(rules(...texts), { host, port })?.text ?? null;
 
 describe('--allow patterns: what sproxy lets a client reach', () => {

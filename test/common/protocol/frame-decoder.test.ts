@@ -227,7 +227,7 @@ describe('FrameDecoder: limits and bad input', () => {
   });
 
   it('accepts every defined type, the last one being PACKET_TYPE_LIMIT - 1', () => {
-    expect(PACKET_TYPE_LIMIT - 1).toBe(PacketType.Join);
+    expect(PACKET_TYPE_LIMIT - 1).toBe(PacketType.ListenReply);
     const decoder = new FrameDecoder();
     const stream = Buffer.concat(
       Array.from({ length: PACKET_TYPE_LIMIT }, (_, type) => encodeHeader({ type, sessionId: 0, seq: 0, ack: 0, length: 0 })),

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { HandshakeError } from '../../../common/support/errors.js';
+import { HandshakeError, ProtocolError } from '../../../common/support/errors.js';
 import { CLIENT_ID_BYTES, MAX_REASON_BYTES, PROTOCOL_VERSION, RESUME_TOKEN_BYTES } from '../../../common/protocol/constants.js';
 import {
   decodeHello,
@@ -11,6 +11,8 @@ import {
   encodeOpenTarget,
   encodeReason,
   encodeWelcome,
+  encodeRemoteOpen,
+  decodeRemoteOpen,
   HELLO_PAYLOAD_BYTES,
   WELCOME_PAYLOAD_BYTES,
 } from '../../../common/protocol/messages.js';
@@ -78,25 +80,36 @@ describe('HELLO', () => {
   });
 });
 
+describe('server-opened OPEN (remote forwards, §4.12)', () => {
+  it('carries the forward number and the origin, and refuses a payload that is too short or too long', () => {
+    const payload = encodeRemoteOpen({ forward: 3, origin: '10.0.0.9:51234' });
+    expect(payload.subarray(0, 4).toString('hex')).toBe('00000003');
+    expect(decodeRemoteOpen(payload)).toEqual({ forward: 3, origin: '10.0.0.9:51234' });
+    expect(() => decodeRemoteOpen(Buffer.alloc(3))).toThrow(ProtocolError);
+    expect(() => decodeRemoteOpen(Buffer.alloc(4 + 65))).toThrow(ProtocolError);
+  });
+});
+
 describe('WELCOME', () => {
   it('matches its golden bytes', () => {
     expect(WELCOME_PAYLOAD_BYTES).toBe(8);
     expect(encodeWelcome(true).toString('hex')).toBe(
       [
         '00000002', // protocol version 2
-        '00000001', // flags: bit 0 = known client (a resume)
+        '00000003', // flags: bit 0 = known client (a resume), bit 1 = takes LISTEN (remote forwards)
       ].join(''),
     );
-    expect(encodeWelcome(false).toString('hex')).toBe(
+    expect(encodeWelcome(false, false).toString('hex')).toBe(
       [
         '00000002', // protocol version 2
-        '00000000', // flags: none (a fresh start)
+        '00000000', // flags: none (a fresh start, from a server without remote forwards)
       ].join(''),
     );
   });
 
   it.each([true, false])('round-trips knownClient = %s', (knownClient) => {
-    expect(decodeWelcome(encodeWelcome(knownClient))).toEqual({ version: PROTOCOL_VERSION, knownClient });
+    expect(decodeWelcome(encodeWelcome(knownClient))).toEqual({ version: PROTOCOL_VERSION, knownClient, remoteForwards: true });
+    expect(decodeWelcome(encodeWelcome(knownClient, false))).toEqual({ version: PROTOCOL_VERSION, knownClient, remoteForwards: false });
   });
 
   it('ignores flag bits it does not define', () => {
