@@ -7,6 +7,7 @@ import {
   checkOpenTarget,
   parseDynamicForward,
   parseLocalForward,
+  parsePortList,
   parseRemoteForward,
   type DynamicForward,
   type LocalForward,
@@ -29,7 +30,7 @@ export const CPROXY_DEFAULT_SERVER: HostPort = { host: '127.0.0.1', port: 6200 }
 export interface CproxyOptions extends SharedCliOptions {
   /**
    * What cproxy listens on, each with the target it asks sproxy for: the forward of --listen and
-   * --target (or of the positional form, or the default), then each -L in order. Empty only with -D or -R alone.
+   * --target (or of the positional form, or the default), then each -L in order, then each of --ports. Empty only with -D or -R alone.
    */
   forwards: LocalForward[];
   /** Each -D: a SOCKS5 server. With -D alone (no --listen, --target or -L), forwards is empty. */
@@ -92,6 +93,13 @@ function parseCproxyWords(args: string[]): CproxyOptions {
         describe:
           'listen on [BIND:]PORT (127.0.0.1 if no BIND; * for every interface) and carry each connection to ' +
           "HOST:HOSTPORT from sproxy's side (one of its --allow), as ssh -L; repeatable, all over the one link",
+        requiresArg: true,
+      })
+      .option('ports', {
+        type: 'string',
+        describe:
+          "as Tcpipe's -p: listen on each of PORT,PORT... ([BIND:] first: 127.0.0.1 if none) and carry each connection to the " +
+          "same port on sproxy's target host (one of its --ports)",
         requiresArg: true,
       })
       .option('remote-forward', {
@@ -159,6 +167,7 @@ function parseCproxyWords(args: string[]): CproxyOptions {
   const localForwards = (parsed['local-forward'] ?? []).map((text) => parseLocalForward(String(text)));
   const dynamicForwards = (parsed['dynamic-forward'] ?? []).map((text) => parseDynamicForward(String(text)));
   const remoteForwards = (parsed['remote-forward'] ?? []).map((text) => parseRemoteForward(String(text)));
+  const portForwards = parsed.ports === undefined ? [] : parsePortList(parsed.ports);
   let listen = CPROXY_DEFAULT_LISTEN;
   let server = CPROXY_DEFAULT_SERVER;
   if (positional.length > 0) {
@@ -184,8 +193,8 @@ function parseCproxyWords(args: string[]): CproxyOptions {
   }
   // --listen's forward (the default one) when it is asked for, or when there is no -L.
   const target = parsed.target === undefined ? null : checkOpenTarget(parseHostPort(parsed.target, '--target'), '--target');
-  const ownForward = positional.length > 0 || parsed.listen !== undefined || parsed.target !== undefined || localForwards.length === 0 && dynamicForwards.length === 0 && remoteForwards.length === 0;
-  const forwards = [...(ownForward ? [{ listen, target }] : []), ...localForwards];
+  const ownForward = positional.length > 0 || parsed.listen !== undefined || parsed.target !== undefined || [...localForwards, ...portForwards, ...dynamicForwards, ...remoteForwards].length === 0;
+  const forwards = [...(ownForward ? [{ listen, target }] : []), ...localForwards, ...portForwards];
   checkDistinctListeners([...forwards, ...dynamicForwards]);
   return {
     ...readSharedOptions(parsed),

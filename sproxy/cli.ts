@@ -23,6 +23,8 @@ export interface SproxyOptions extends SharedCliOptions {
   allowRules: TargetRule[];
   /** Where clients' remote forwards (cproxy -R) may listen: none by default. */
   allowListenRules: TargetRule[];
+  /** Ports of the target's host a client may ask for by port alone (cproxy --ports, Tcpipe's form). */
+  targetPorts: number[];
   maxUnauthenticated: number;
   maxClients: number;
   maxSessionsPerClient: number;
@@ -65,6 +67,11 @@ function parseSproxyWords(args: string[]): SproxyOptions {
         describe:
           'also let clients ask for HOST:PORTS (cproxy --target, -L): a name, *.domain, an address or CIDR range ' +
           '([IPv6] in brackets) or *; PORTS a port, a range LOW-HIGH, a list of them, or *; repeatable',
+        requiresArg: true,
+      })
+      .option('ports', {
+        type: 'string',
+        describe: "also let clients ask for these ports of --target's host (PORT,PORT...; cproxy --ports, as Tcpipe's -p)",
         requiresArg: true,
       })
       .option('allow-listen', {
@@ -126,6 +133,7 @@ function parseSproxyWords(args: string[]): SproxyOptions {
     listen,
     target,
     allowRules: (parsed.allow ?? []).map((text) => parseTargetRule(String(text))),
+    targetPorts: parsed.ports === undefined ? [] : parsed.ports.split(',').map((port) => parsePort(port.trim(), '--ports')),
     allowListenRules: (parsed['allow-listen'] ?? []).map((text) => parseTargetRule(String(text), '--allow-listen')),
     maxUnauthenticated: parsePositiveInteger(parsed['max-unauthenticated'], 'max-unauthenticated', 1, 1_000_000),
     maxClients: parsePositiveInteger(parsed['max-clients'], 'max-clients', 1, 1_000_000),

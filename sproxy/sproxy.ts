@@ -155,6 +155,13 @@ class ThrottledLog {
  */
 function allowedTarget(name: string, defaultTarget: string, options: SproxyOptions): HostPort | null {
   if (name === defaultTarget) return options.target;
+  // ":port": that port of the default target's host (cproxy --ports, Tcpipe's form).
+  if (/^:\d{1,5}$/.test(name)) {
+    const port = Number(name.slice(1));
+    const target = { host: options.target.host, port };
+    const allowed = port === options.target.port || options.targetPorts.includes(port) || allowingRule(options.allowRules, target) !== null;
+    return allowed ? target : null;
+  }
   let target: HostPort;
   try {
     target = parseHostPort(name, 'target');

@@ -9,7 +9,10 @@ import { formatHostPort, parsePort, type HostPort } from '../transport/address.j
 export interface LocalForward {
   /** Where cproxy listens. */
   listen: HostPort;
-  /** What sproxy connects the sessions to ("host:port" in the OPEN), or null: sproxy's default target. */
+  /**
+   * What sproxy connects the sessions to ("host:port" in the OPEN), or null: sproxy's default
+   * target. An empty host (Tcpipe's form, --ports): that port on sproxy's target host (":port").
+   */
   target: HostPort | null;
 }
 
@@ -114,6 +117,22 @@ export function parseDynamicForward(text: string): DynamicForward {
 /** A forward's BIND and PORT: `*` or nothing binds every interface; port 0 any free port. */
 function listenAddress(bind: string, port: string, what: string): HostPort {
   return { host: bind === '' || bind === '*' ? ALL_INTERFACES : bind, port: parsePort(port, `${what}: PORT`, true) };
+}
+
+/**
+ * Parses Tcpipe's `--ports [BIND:]PORT,PORT...`: each port listened on (on BIND, loopback by
+ * default) and carried to the same port on sproxy's target host. Throws ConfigError.
+ */
+export function parsePortList(text: string): LocalForward[] {
+  const what = `--ports ${text}`;
+  const fields = splitColonFields(text.trim(), what);
+  if (fields.length > 2) throw new ConfigError(`${what}: expected [BIND:]PORT,PORT...`);
+  const [bind, list] = fields.length === 2 ? fields : [DEFAULT_BIND_HOST, ...fields];
+  return (list as string).split(',').map((port) => {
+    const listen = listenAddress(bind as string, port, what);
+    if (listen.port === 0) throw new ConfigError(`${what}: port 0 has no same port on the target`);
+    return { listen, target: { host: '', port: listen.port } };
+  });
 }
 
 /** Throws ConfigError when two forwards would listen on the same address and port (port 0 aside). */

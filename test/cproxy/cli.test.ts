@@ -67,6 +67,12 @@ describe('cproxy command line', () => {
     const mixed = parseCproxyArgs(['-L', '5200:db:5432', '-D', '*:1080']);
     expect(mixed.forwards).toEqual([{ listen: { host: '127.0.0.1', port: 5200 }, target: { host: 'db', port: 5432 } }]);
     expect(mixed.dynamicForwards).toEqual([{ listen: { host: '0.0.0.0', port: 1080 } }]);
+    // Tcpipe's form: each port to the same port of sproxy's target host (an empty host in the OPEN).
+    expect(parseCproxyArgs(['--ports', '40000,40001']).forwards).toEqual([
+      { listen: { host: '127.0.0.1', port: 40000 }, target: { host: '', port: 40000 } },
+      { listen: { host: '127.0.0.1', port: 40001 }, target: { host: '', port: 40001 } },
+    ]);
+    expect(parseCproxyArgs(['--ports', '*:40000']).forwards[0]?.listen).toEqual({ host: '0.0.0.0', port: 40000 });
     const remote = parseCproxyArgs(['-R', '8022:localhost:22', '--remote-forward', '*:8080:[::1]:80']);
     expect(remote.forwards).toEqual([]);
     expect(remote.remoteForwards).toEqual([

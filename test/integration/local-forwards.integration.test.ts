@@ -1,4 +1,5 @@
-import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
 import { echoKillingEachRound } from '../helpers/faults.js';
@@ -62,6 +63,32 @@ describe('local forwards: many -L over one link', () => {
     expect(forbidden.sockets).toHaveLength(0);
     await sproxy.proc.waitForLog((line) => line.msg === 'session refused: target not allowed' && line['target'] === `127.0.0.1:${forbidden.port}`);
   }, 90_000);
+
+  it("Tcpipe's form: sproxy --target appli2:P1 --ports P1,P2 and cproxy --ports P1,P2 carry each port to the same port of the target host", async () => {
+    // The target host, appli2, is 127.0.0.2 here; cproxy listens on the same port numbers on 127.0.0.1.
+    const appli2 = await Promise.all(['first', 'second'].map(async (name) => {
+      const server = createServer((socket) => {
+        socket.write(`${name}\n`);
+        socket.pipe(socket);
+      });
+      server.listen(0, '127.0.0.2');
+      await once(server, 'listening');
+      defer(() => new Promise<void>((resolve) => server.close(() => resolve())));
+      return (server.address() as AddressInfo).port;
+    }));
+    const [first, second] = appli2 as [number, number];
+    const sproxy = await startSproxy(`127.0.0.2:${first}`, ['--ports', `${first},${second}`]);
+    defer(() => sproxy.proc.stop());
+    const cproxy = new ProxyProcess('cproxy', ['--server', `127.0.0.1:${sproxy.port}`, '--ports', `${first},${second}`, '--log-format', 'json']);
+    defer(() => cproxy.stop());
+    await cproxy.waitForLog(isLinkUp);
+    for (const [port, name] of [[first, 'first'], [second, 'second']] as const) {
+      const user = await connectUser(port);
+      defer(() => user.socket.destroy());
+      const greeting = await new Promise<string>((resolve) => user.socket.once('data', (chunk: Buffer) => resolve(chunk.toString('utf8'))));
+      expect(greeting).toBe(`${name}\n`);
+    }
+  }, 30_000);
 
   it('a -L port already taken: cproxy exits 1 naming the address', async () => {
     const sproxy = await startSproxy(1);
