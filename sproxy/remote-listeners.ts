@@ -92,6 +92,7 @@ export class RemoteListeners {
       this.#logger.warn(label, 'remote forward refused: address not allowed');
       return;
     }
+    this.#takeOverFromAbsent(clientId, address);
     const server = createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: LOCAL_SOCKET_HIGH_WATER_BYTES }, (socket) =>
       this.#accept(clientId, forward, listener, socket),
     );
@@ -109,6 +110,26 @@ export class RemoteListeners {
     } catch (error) {
       listener.text = `cannot listen on ${address}: ${describeError(error)}`;
       this.#logger.warn({ ...label, reason: listener.text }, 'remote forward failed');
+    }
+  }
+
+  /**
+   * A client that restarted comes back with a new id, and asks for what its old self still holds
+   * (kept for the old id's resume window, 24 h by default). An address held for a client that is
+   * away is given up to the one asking: else the restarted client could not listen there for a day.
+   * One whose client is linked now stays (two live clients asking for one port: the second fails).
+   */
+  #takeOverFromAbsent(clientId: string, address: string): void {
+    for (const [holder, forwards] of this.#byClient) {
+      if (holder === clientId || this.#endpoint.isClientLinked(holder)) continue;
+      for (const [forward, listener] of forwards) {
+        // Asked for as it was, or by the address it got (port 0 asks for any; the answer names it).
+        const same = listener.address === address || (listener.status === ListenStatus.Listening && listener.text === address);
+        if (!same || listener.server === null) continue;
+        listener.server.close();
+        forwards.delete(forward);
+        this.#logger.warn({ client: holder.slice(0, 8), forward, listen: address, to: clientId.slice(0, 8) }, 'remote forward taken over: its client is away');
+      }
     }
   }
 

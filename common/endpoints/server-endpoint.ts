@@ -131,6 +131,11 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
     return record === undefined ? null : record.mux.openRemoteSession(open);
   }
 
+  /** Whether client `clientId` is held and has a link up now (not away, waiting to resume). */
+  isClientLinked(clientId: string): boolean {
+    return this.#clients.get(clientId)?.link != null;
+  }
+
   /** Takes a new transport connection (from a net.Server or tls.Server). */
   handleConnection(socket: Duplex, peer: string): void {
     if (this.#closed) {

@@ -77,6 +77,24 @@ describe('remote forwards: cproxy -R, sproxy listening for the client', () => {
     expect(String(refused['reason'])).toContain('--allow-listen');
   }, 60_000);
 
+  it('a cproxy that restarted (a new client id) takes over the address its old self still holds on sproxy', async () => {
+    const { sproxy, cproxy, echo, reversePort } = await setUp();
+    await cproxy.crash(); // sproxy keeps the old client, and its listener, for its resume window
+    await sproxy.proc.waitForLog((line) => line.msg === 'link down');
+    const restarted = new ProxyProcess('cproxy', [
+      '--server', `127.0.0.1:${sproxy.port}`, '-R', `${reversePort}:127.0.0.1:${echo.port}`, '--log-format', 'json', ...FAST,
+    ]);
+    defer(() => restarted.stop());
+    await restarted.waitForLog((line) => line.msg === 'remote forward listening on sproxy');
+    expect(sproxy.proc.countLogs((line) => line.msg === 'remote forward taken over: its client is away')).toBe(1);
+    const user = await connectTo(reversePort);
+    defer(() => user.destroy());
+    const probe = randomBytes(10_000);
+    const echoed = readBytes(user, probe.length);
+    user.write(probe);
+    expect((await echoed).equals(probe)).toBe(true);
+  }, 60_000);
+
   it('while cproxy is away, a connection to the reverse port waits with its bytes and is served once cproxy is back; after the resume window the listener goes, with a log line', async () => {
     const { sproxy, cproxy, reversePort } = await setUp(['--resume-window', '4']);
     process.kill(cproxy.pid, 'SIGSTOP');
