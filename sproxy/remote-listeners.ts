@@ -17,6 +17,9 @@ import type { Session } from '../common/engine/session.js';
  */
 export const MAX_WAITING_PER_REMOTE_FORWARD = 64;
 
+/** Remote forwards one client may have: each is a listening socket, and a client must not take them all. */
+export const MAX_REMOTE_FORWARDS_PER_CLIENT = 64;
+
 /** One client's remote forward: sproxy's listener and what it answered. */
 interface RemoteListener {
   address: string;
@@ -70,6 +73,9 @@ export class RemoteListeners {
     const known = forwards.get(forward);
     if (known !== undefined && known.address === address) return known.ready.then(() => known);
     known?.server?.close();
+    if (known === undefined && forwards.size >= MAX_REMOTE_FORWARDS_PER_CLIENT) {
+      return { address, status: ListenStatus.Failed, text: `too many remote forwards for one client (limit ${MAX_REMOTE_FORWARDS_PER_CLIENT})`, server: null, waiting: new Set() };
+    }
     const listener: RemoteListener = { address, status: ListenStatus.Failed, text: '', server: null, waiting: new Set() };
     const binding: Binding = Object.assign(listener, { ready: this.#bind(clientId, forward, listener) });
     forwards.set(forward, binding);
