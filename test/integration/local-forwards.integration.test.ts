@@ -62,6 +62,9 @@ describe('local forwards: many -L over one link', () => {
     expect(Buffer.concat(received).length).toBe(0);
     expect(forbidden.sockets).toHaveLength(0);
     await sproxy.proc.waitForLog((line) => line.msg === 'session refused: target not allowed' && line['target'] === `127.0.0.1:${forbidden.port}`);
+    // And cproxy says why, with sproxy's reason.
+    const closed = await cproxy.waitForLog((line) => String(line['detail'] ?? '').includes('is not allowed by sproxy'));
+    expect(String(closed['detail'])).toContain(`target 127.0.0.1:${forbidden.port} is not allowed by sproxy (see its --allow)`);
   }, 90_000);
 
   it("Tcpipe's form: sproxy --target appli2:P1 --ports P1,P2 and cproxy --ports P1,P2 carry each port to the same port of the target host", async () => {
