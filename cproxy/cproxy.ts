@@ -50,6 +50,8 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
     // The window it ended with: grown past --window, the path's product called for more.
     const fields = { session: session.id, reason, detail, windowKiB: Math.round(session.windowBytes / 1024) };
     if (reason === 'lost') logger.warn(fields, 'session lost; closing the user connection');
+    // sproxy would not, or could not, reach the target (§4.2): the user wants to know why.
+    else if (reason === 'reset-by-peer' && !session.established) logger.warn(fields, 'session refused by sproxy');
     else logger.info(fields, 'session closed');
   });
 

@@ -116,8 +116,10 @@ export class Session extends Duplex {
   #everWritten = false;
   /** Server side: the OPEN's ack waits for confirmOpen() (the target has answered). */
   #awaitingConfirm = false;
-  /** Client side: 'established' was emitted (the peer acknowledged the OPEN). */
+  /** Client side: 'established' was emitted (the peer acknowledged the OPEN, and no RESET came with the ack). */
   #established = false;
+  /** The OPEN's ack arrived; 'established' follows once the chunk it came in is handled. */
+  #establishing = false;
   /** First seqs of the session, to tell whether the peer has ever seen it (resolveUnknownToPeer). */
   #initialSendSeq: number;
   #initialReceiveSeq: number;
@@ -344,10 +346,12 @@ export class Session extends Duplex {
    * destroys the session first and 'established' never comes.
    */
   #noteEstablished(): void {
-    if (this.#send.peerAck === this.#initialSendSeq) return;
-    this.#established = true;
+    if (this.#establishing || this.#send.peerAck === this.#initialSendSeq) return;
+    this.#establishing = true;
     queueMicrotask(() => {
-      if (!this.destroyed) this.emit('established');
+      if (this.destroyed) return;
+      this.#established = true;
+      this.emit('established');
     });
   }
 

@@ -63,7 +63,8 @@ describe('local forwards: many -L over one link', () => {
     expect(forbidden.sockets).toHaveLength(0);
     await sproxy.proc.waitForLog((line) => line.msg === 'session refused: target not allowed' && line['target'] === `127.0.0.1:${forbidden.port}`);
     // And cproxy says why, with sproxy's reason.
-    const closed = await cproxy.waitForLog((line) => String(line['detail'] ?? '').includes('is not allowed by sproxy'));
+    const closed = await cproxy.waitForLog((line) => line.msg === 'session refused by sproxy');
+    expect(closed['level']).toBe(40);
     expect(String(closed['detail'])).toContain(`target 127.0.0.1:${forbidden.port} is not allowed by sproxy (see its --allow)`);
   }, 90_000);
 
