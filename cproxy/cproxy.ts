@@ -8,6 +8,7 @@ import { describeError, type Logger } from '../common/support/logger.js';
 import { dialLink } from '../common/transport/dial-link.js';
 import { serveSocks } from '../common/forwarding/socks-server.js';
 import { startRemoteForwards } from './remote-forwards.js';
+import { SERVER_SESSION_ID_BIT } from '../common/protocol/constants.js';
 import type { CproxyOptions } from './cli.js';
 
 export interface RunningCproxy {
@@ -51,7 +52,7 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
     const fields = { session: session.id, reason, detail, windowKiB: Math.round(session.windowBytes / 1024) };
     if (reason === 'lost') logger.warn(fields, 'session lost; closing the user connection');
     // sproxy would not, or could not, reach the target (§4.2): the user wants to know why.
-    else if (reason === 'reset-by-peer' && !session.established) logger.warn(fields, 'session refused by sproxy');
+    else if (reason === 'reset-by-peer' && !session.established && session.id < SERVER_SESSION_ID_BIT) logger.warn(fields, 'session refused by sproxy');
     else logger.info(fields, 'session closed');
   });
 

@@ -133,6 +133,7 @@ export class RemoteListeners {
         const same = listener.address === address || (listener.status === ListenStatus.Listening && listener.text === address);
         if (!same || listener.server === null) continue;
         listener.server.close();
+        for (const session of listener.waiting) session.destroy(new Error(`remote forward ${address} taken over by another client`));
         forwards.delete(forward);
         this.#logger.warn({ client: holder.slice(0, 8), forward, listen: address, to: clientId.slice(0, 8) }, 'remote forward taken over: its client is away');
       }

@@ -143,7 +143,15 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       clock: this.#clock,
     });
     this.#mux.on('resumed', (summary) => this.#onResumed(summary));
-    this.#mux.on('remote-session', (session, open) => this.emit('remote-session', session, open));
+    this.#mux.on('remote-session', (session, open) => {
+      // Only for a forward we asked for, and only if someone takes it: else nothing would ever read it.
+      if (!this.#remoteListens.has(open.forward) || this.listenerCount('remote-session') === 0) {
+        session.on('error', () => {});
+        session.destroy(new Error(`no remote forward ${open.forward} here`));
+        return;
+      }
+      this.emit('remote-session', session, open);
+    });
     this.#mux.on('listen-reply', (forward, status, text) => this.emit('listen-reply', forward, status, text));
     this.#mux.on('goaway', (reason) => {
       // The server is closing for good and takes our sessions with it: end them now rather than

@@ -207,7 +207,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     link.setHandler(this);
     link.onDown(() => this.detach(link));
     for (const { session } of this.#sessions.values()) {
-      this.#scheduler.queueControl({ type: PacketType.Sync, sessionId: session.id, ack: session.takeAck(), payload: EMPTY });
+      this.#scheduler.queueControl({ type: PacketType.Sync, sessionId: session.id, ack: session.takeSyncAck(), payload: EMPTY });
     }
     this.#scheduler.queueControl({ type: PacketType.SyncEnd, sessionId: LINK_SESSION_ID, ack: 0, payload: EMPTY });
     this.#scheduler.scheduleFlush();
@@ -408,7 +408,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     const target = decodeOpenTarget(payload);
     const overLimit = this.#sessions.size >= this.#maxSessions;
     const session = this.#createSession(sessionId, ack, seqAdd(seq, 1));
-    session.markOpenedByPeer(this.#confirmOpens && !overLimit);
+    session.markOpenedByPeer(this.#confirmOpens);
     if (overLimit) {
       // Refused the way a target refuses: the peer's application sees its connection reset.
       this.#logger.warn({ session: sessionId, limit: this.#maxSessions }, 'session refused: too many sessions for this client');

@@ -120,6 +120,8 @@ export class Session extends Duplex {
   #established = false;
   /** The OPEN's ack arrived; 'established' follows once the chunk it came in is handled. */
   #establishing = false;
+  /** Server side: destroyed while #awaitingConfirm; the OPEN is acknowledged by the RESET only. */
+  #refusedUnconfirmed = false;
   /** First seqs of the session, to tell whether the peer has ever seen it (resolveUnknownToPeer). */
   #initialSendSeq: number;
   #initialReceiveSeq: number;
@@ -186,7 +188,16 @@ export class Session extends Duplex {
 
   /** True when an ack newer than the last one sent may go to the peer. */
   get ackPending(): boolean {
-    return this.#receive.ackPending;
+    // A session refused before its OPEN was answered acks only on its RESET (see _destroy).
+    return !this.#refusedUnconfirmed && this.#receive.ackPending;
+  }
+
+  /**
+   * The ack for this session's SYNC on a new link (§5): what we took, or, for a session refused
+   * before its OPEN was answered, the OPEN still unacknowledged (the RESET, sent again, acks it).
+   */
+  takeSyncAck(): number {
+    return this.#refusedUnconfirmed ? this.#initialReceiveSeq : this.takeAck();
   }
 
   /** Seq expected next from the peer, as far as this side may acknowledge it yet. */
@@ -502,8 +513,16 @@ export class Session extends Duplex {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     if (this.#send.hasWaitingWrite) this.#send.abandonWaitingWrite(error ?? new SessionLostError(`session ${this.id} destroyed`));
-    // What the consumer had not read is dropped with the stream; it must not hold the acks back.
-    if (this.#receive.consumerBehind) this.#catchUpAck();
+    if (this.#awaitingConfirm) {
+      // Refused before its target answered: the OPEN's ack goes with the RESET and nowhere else
+      // (not alone, not in a SYNC), so that the peer never takes the OPEN as answered (§4.2).
+      this.#awaitingConfirm = false;
+      this.#refusedUnconfirmed = true;
+      this.#receive.ackAll();
+    } else if (this.#receive.consumerBehind) {
+      // What the consumer had not read is dropped with the stream; it must not hold the acks back.
+      this.#catchUpAck();
+    }
     // Destroyed before both directions closed cleanly: the application aborted, so tell the peer.
     if (this.#state === 'open' || this.#state === 'fin-sent' || this.#state === 'fin-received') {
       this.#append(PacketType.Reset, encodeReason(error?.message ?? 'closed by application'));

@@ -37,6 +37,7 @@ export function connectTarget(session: Session, target: HostPort, logger: Logger
     TARGET_CONNECT_TIMEOUT_MS,
   );
   const onSessionClose = (): void => {
+    clearTimeout(timer);
     socket.destroy();
   };
   session.once('close', onSessionClose);

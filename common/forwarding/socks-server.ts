@@ -50,7 +50,15 @@ export function serveSocks(socket: Socket, openSession: OpenSession, logger: Log
     logger.warn({ ...label, reason }, 'SOCKS request refused');
     if (socket.destroyed) return;
     if (reply === null) socket.destroy();
-    else socket.end(reply);
+    else endWith(reply);
+  }
+
+  /**
+   * Sends the last reply and closes. Reading is stopped by then, so the client's FIN would never
+   * be read and a half-open socket would stay in CLOSE_WAIT: it is destroyed once the reply is out.
+   */
+  function endWith(reply: Buffer): void {
+    socket.end(reply, () => socket.destroy());
   }
 
   const stopReading = readChunks(socket, (chunk) => {
@@ -99,7 +107,7 @@ export function serveSocks(socket: Socket, openSession: OpenSession, logger: Log
       socket.off('close', onSocketClose);
       const reply = error instanceof SessionResetError ? replyForReset(error.message) : SocksReply.GeneralFailure;
       logger.warn({ ...sessionLabel, reply: SocksReply[reply], reason: describeError(error) }, 'SOCKS CONNECT failed');
-      if (!socket.destroyed) socket.end(encodeReply(reply));
+      if (!socket.destroyed) endWith(encodeReply(reply));
     };
     session.once('error', onSessionError);
     session.once('established', () => {

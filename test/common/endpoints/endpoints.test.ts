@@ -76,6 +76,27 @@ describe('endpoints: sessions over a link', () => {
     expect(events).toEqual(['error: session reset by peer: target 127.0.0.1:9 unreachable: connect ECONNREFUSED 127.0.0.1:9']);
   });
 
+  it('with confirmOpens, a session refused while the link is down is not taken as answered by the resume: its RESET alone acks the OPEN', async () => {
+    const rig = Rig.memory({ confirmOpens: true });
+    await rig.nextUp();
+    const atClient = rig.open();
+    const events: string[] = [];
+    atClient.once('established', () => events.push('established'));
+    atClient.on('error', (error) => events.push(`error: ${error.message}`));
+    const atServer = await rig.serverSession(0);
+    await settle();
+    rig.mode = 'refuse';
+    rig.cut();
+    await settle();
+    atServer.on('error', () => {});
+    atServer.destroy(new Error('target 127.0.0.1:9 unreachable: connect ECONNREFUSED 127.0.0.1:9'));
+    rig.mode = 'accept';
+    await rig.advanceUntil(() => rig.ups.length === 2);
+    await settle();
+    // Were the held ack released by the destroy, the server's SYNC would ack the OPEN: "established" first.
+    expect(events).toEqual(['error: session reset by peer: target 127.0.0.1:9 unreachable: connect ECONNREFUSED 127.0.0.1:9']);
+  });
+
   it('carries many sessions at once, each intact', async () => {
     const rig = Rig.memory();
     const count = 20;
