@@ -406,7 +406,8 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     }
     // Decoded before any state is created: a bad target must leave nothing behind.
     const target = decodeOpenTarget(payload);
-    const overLimit = this.#sessions.size >= this.#maxSessions;
+    // The limit is on the client's own sessions: the server's (remote forwards) do not count.
+    const overLimit = this.#sessions.size >= this.#maxSessions && this.#countOpenedBy(0) >= this.#maxSessions;
     const session = this.#createSession(sessionId, ack, seqAdd(seq, 1));
     session.markOpenedByPeer(this.#confirmOpens);
     if (overLimit) {
@@ -435,6 +436,13 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       // The link is a reliable byte stream, so a gap means the peer is broken, not that data was lost.
       throw new ProtocolError(`session ${sessionId}: seq ${seq} skips ahead of the expected one`);
     }
+  }
+
+  /** Sessions in one half of the id space: 0 for the client's, SERVER_SESSION_ID_BIT for the server's. */
+  #countOpenedBy(half: number): number {
+    let count = 0;
+    for (const id of this.#sessions.keys()) if ((id & SERVER_SESSION_ID_BIT) >>> 0 === half) count++;
+    return count;
   }
 
   #createSession(id: number, sendSeq: number, receiveSeq: number): Session {
