@@ -35,7 +35,7 @@ describe('sessions whose far side is gone', () => {
     expect(user.errors.map((error) => (error as NodeJS.ErrnoException).code)).toEqual(['ECONNRESET']);
     const refused = await sproxy.proc.waitForLog((l) => l.msg === 'target refused the session');
     expect(String(refused['reason'])).toContain('ECONNREFUSED');
-    const closed = await cproxy.proc.waitForLog((l) => l.msg === 'session closed' && l['reason'] === 'reset-by-peer');
+    const closed = await cproxy.proc.waitForLog((l) => l.msg === 'session refused by sproxy' && l['reason'] === 'reset-by-peer');
     expect(String(closed['detail'])).toContain('ECONNREFUSED');
   });
 

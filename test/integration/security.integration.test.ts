@@ -182,7 +182,7 @@ describe('limits', () => {
     await waitClosed(third);
     expect(errorCodes(third.errors)).toEqual(['ECONNRESET']);
     await sproxy.proc.waitForLog((l) => l.msg === 'session refused: too many sessions for this client');
-    const closed = await cproxy.proc.waitForLog((l) => l.msg === 'session closed' && l['reason'] === 'reset-by-peer');
+    const closed = await cproxy.proc.waitForLog((l) => l.msg === 'session refused by sproxy' && l['reason'] === 'reset-by-peer');
     expect(String(closed['detail'])).toContain('too many sessions for this client (limit 2)');
     // The first two are unharmed.
     const again = await echoTransfer(first.socket, 1000);
@@ -195,7 +195,7 @@ describe('limits', () => {
     const { cproxy: refusedCproxy, connect: connectRefused } = await startTunnel(defer, { cproxyArgs: ['--target', '127.0.0.1:1'] });
     const refused = await connectRefused();
     await waitClosed(refused);
-    await refusedCproxy.proc.waitForLog((l) => l.msg === 'session closed' && String(l['detail']).includes('not allowed'));
+    await refusedCproxy.proc.waitForLog((l) => l.msg === 'session refused by sproxy' && String(l['detail']).includes('not allowed'));
 
     const { connect: connectAllowed, target } = await startTunnel(defer, {
       sproxyArgs: ['--allow', `127.0.0.1:${allowedPort}`],
