@@ -23,6 +23,7 @@ import {
   type SharedCliOptions,
 } from '../common/ops/cli-options.js';
 import { parseWithConfigFile } from '../common/ops/config-file.js';
+import { DEFAULT_BOOTSTRAP_PORT_RANGE, formatPortRange, parsePortRange, type PortRange } from '../common/ops/bootstrap-line.js';
 
 export const CPROXY_DEFAULT_LISTEN: HostPort = { host: '127.0.0.1', port: 5200 };
 export const CPROXY_DEFAULT_SERVER: HostPort = { host: '127.0.0.1', port: 6200 };
@@ -44,7 +45,22 @@ export interface CproxyOptions extends SharedCliOptions {
   addressPollMs: number;
   /** Give each link a second connection for small sessions. */
   expressLane: boolean;
+  /** `--ssh`: start sproxy on the host through ssh first (ssh-bootstrap.ts); null: --server runs already. */
+  ssh: SshBootstrap | null;
 }
+
+export interface SshBootstrap {
+  /** ssh's destination, [USER@]HOST (or a Host of ~/.ssh/config). */
+  destination: string;
+  /** Each --ssh-option, passed to ssh as `-o OPT`. */
+  sshOptions: string[];
+  /** How the remote shell starts sproxy (`sproxy` on its PATH by default). */
+  remoteCommand: string;
+  /** The ports the remote sproxy may listen on. */
+  portRange: PortRange;
+}
+
+export const DEFAULT_REMOTE_COMMAND = 'sproxy';
 
 /** Parses cproxy's command line; throws UsageError/ConfigError with a one-line reason. */
 export function parseCproxyArgs(args: string[]): CproxyOptions {
@@ -60,6 +76,7 @@ function parseCproxyWords(args: string[]): CproxyOptions {
         [
           'Usage: cproxy [--listen [HOST:]PORT] [--server HOST:PORT] [options]',
           '       cproxy --server HOST:PORT -L [BIND:]PORT:HOST:HOSTPORT [-L ...] [-D [BIND:]PORT] [options]',
+          '       cproxy --ssh [USER@]HOST [-L ...] [-R ...] [-D ...] [options]',
           '       cproxy LPORT SPROXY_HOST SPROXY_PORT',
           '',
           'Accepts your application\'s TCP connections and carries them to sproxy over one link that',
@@ -79,6 +96,29 @@ function parseCproxyWords(args: string[]): CproxyOptions {
       .option('server', {
         type: 'string',
         describe: `sproxy's address HOST:PORT (default ${formatHostPort(CPROXY_DEFAULT_SERVER)})`,
+        requiresArg: true,
+      })
+      .option('ssh', {
+        type: 'string',
+        describe:
+          'start sproxy on HOST through ssh (your ssh: its config, agent and prompts), with a secret made for this ' +
+          "run only, then link to it; with no forward given, --listen's port carries to HOST's sshd",
+        requiresArg: true,
+      })
+      .option('ssh-option', {
+        type: 'string',
+        array: true,
+        describe: 'with --ssh: give ssh -o OPT (Port=2222, IdentityFile=~/.ssh/work, ProxyJump=bastion...); repeatable',
+        requiresArg: true,
+      })
+      .option('remote-command', {
+        type: 'string',
+        describe: `with --ssh: the command that runs sproxy on HOST (default ${DEFAULT_REMOTE_COMMAND}; e.g. "npx -y -p eternal-tcp sproxy")`,
+        requiresArg: true,
+      })
+      .option('port-range', {
+        type: 'string',
+        describe: `with --ssh: the ports sproxy may listen on, LOW-HIGH (default ${formatPortRange(DEFAULT_BOOTSTRAP_PORT_RANGE)}; open them in HOST's firewall)`,
         requiresArg: true,
       })
       .option('target', {
@@ -151,6 +191,7 @@ function parseCproxyWords(args: string[]): CproxyOptions {
   )
     .example('cproxy', 'listen on 127.0.0.1:5200, link to sproxy on 127.0.0.1:6200')
     .example('cproxy --server vps.example.net:6200 --secret-file ~/.eternal-tcp.secret', 'then: telnet localhost 5200')
+    .example('cproxy --ssh me@vps.example.net', 'then: ssh -p 5200 localhost (a shell that survives roaming)')
     .example('cproxy 5200 vps.example.net 6200', 'the same, in the original programs\' form')
     .example('cproxy --server vps:6200 -L 5200:localhost:23 -L 2222:localhost:22', 'telnet and ssh over one link')
     .example('cproxy --server vps:6200 -D 1080', 'then: curl --socks5-hostname localhost:1080 http://intranet/')
@@ -181,6 +222,11 @@ function parseCproxyWords(args: string[]): CproxyOptions {
     if (parsed.listen !== undefined) listen = parseHostPort(parsed.listen, '--listen', CPROXY_DEFAULT_LISTEN.host, true);
     if (parsed.server !== undefined) server = parseHostPort(parsed.server, '--server');
   }
+  const ssh = readSshBootstrap(parsed);
+  if (ssh !== null) {
+    if (positional.length > 0 || parsed.server !== undefined) throw new UsageError('--ssh starts the sproxy to link to: no --server or SPROXY_HOST SPROXY_PORT');
+    if (parsed['secret-file'] !== undefined) throw new UsageError('--ssh makes a secret for this run: no --secret-file');
+  }
   const connectTimeoutMs = parsePositiveInteger(parsed['connect-timeout'], 'connect-timeout');
   const connectStaggerMs =
     parsed['connect-stagger'] === undefined
@@ -206,5 +252,29 @@ function parseCproxyWords(args: string[]): CproxyOptions {
     connectStaggerMs,
     addressPollMs: parsePositiveInteger(parsed['address-poll'], 'address-poll', 0),
     expressLane: parsed['express-lane'],
+    ssh,
+  };
+}
+
+function readSshBootstrap(parsed: {
+  ssh?: string | undefined;
+  'ssh-option'?: Array<string | number> | undefined;
+  'remote-command'?: string | undefined;
+  'port-range'?: string | undefined;
+}): SshBootstrap | null {
+  if (parsed.ssh === undefined) {
+    for (const flag of ['ssh-option', 'remote-command', 'port-range'] as const) if (parsed[flag] !== undefined) throw new UsageError(`--${flag} goes with --ssh`);
+    return null;
+  }
+  const destination = parsed.ssh.trim();
+  // ssh would read a destination that starts with '-' as one of its options.
+  if (destination === '' || destination.startsWith('-') || /\s/.test(destination)) throw new UsageError(`--ssh takes [USER@]HOST, got "${parsed.ssh}"`);
+  const remoteCommand = (parsed['remote-command'] ?? DEFAULT_REMOTE_COMMAND).trim();
+  if (remoteCommand === '') throw new UsageError('--remote-command must not be empty');
+  return {
+    destination,
+    sshOptions: (parsed['ssh-option'] ?? []).map(String),
+    remoteCommand,
+    portRange: parsed['port-range'] === undefined ? DEFAULT_BOOTSTRAP_PORT_RANGE : parsePortRange(parsed['port-range']),
   };
 }

@@ -11,6 +11,8 @@ import {
 } from '../common/ops/cli-options.js';
 import { parseWithConfigFile } from '../common/ops/config-file.js';
 import { parseTargetRule, type TargetRule } from '../common/forwarding/target-policy.js';
+import { DEFAULT_BOOTSTRAP_PORT_RANGE, formatPortRange, parsePortRange, type PortRange } from '../common/ops/bootstrap-line.js';
+import { defaultBootstrapLogFile, sshServerAddress } from './bootstrap-defaults.js';
 
 export const SPROXY_DEFAULT_LISTEN: HostPort = { host: '0.0.0.0', port: 6200 };
 export const SPROXY_DEFAULT_TARGET: HostPort = { host: '127.0.0.1', port: 23 };
@@ -28,6 +30,18 @@ export interface SproxyOptions extends SharedCliOptions {
   maxUnauthenticated: number;
   maxClients: number;
   maxSessionsPerClient: number;
+  /** `--bootstrap`: started by `cproxy --ssh` for one client (bootstrap.ts); null: a standing sproxy. */
+  bootstrap: BootstrapOptions | null;
+}
+
+export interface BootstrapOptions {
+  /** announce: the process ssh runs, which starts `serve` and prints its port and secret; serve: the detached sproxy. */
+  role: 'announce' | 'serve';
+  portRange: PortRange;
+  /** Read the secret from stdin (one line of hex) instead of making one. */
+  secretFromStdin: boolean;
+  /** Where the detached sproxy logs (its stderr). */
+  logFile: string;
 }
 
 /** Parses sproxy's command line; throws UsageError/ConfigError with a one-line reason. */
@@ -44,6 +58,7 @@ function parseSproxyWords(args: string[]): SproxyOptions {
         [
           'Usage: sproxy [--listen [HOST:]PORT] [--target HOST:PORT] [options]',
           '       sproxy LPORT',
+          '       sproxy --bootstrap [--port-range LOW-HIGH] [options]   (run by cproxy --ssh, through ssh)',
           '',
           'Takes links from cproxy and connects each session to the target service. Sessions outlive',
           'their link: when cproxy comes back (from any address) they resume where they stopped.',
@@ -82,6 +97,30 @@ function parseSproxyWords(args: string[]): SproxyOptions {
           '(127.0.0.1:8000-8099, *:2222); repeatable; none by default',
         requiresArg: true,
       })
+      .option('bootstrap', {
+        type: 'boolean',
+        default: false,
+        describe:
+          'serve one client for cproxy --ssh: make a secret, listen on a free port of --port-range, print both on one ' +
+          'line of stdout, go on in the background, and exit once the client has closed or stayed away for --resume-window',
+      })
+      .option('port-range', {
+        type: 'string',
+        describe: `with --bootstrap: listen on the first free port of LOW-HIGH (default ${formatPortRange(DEFAULT_BOOTSTRAP_PORT_RANGE)})`,
+        requiresArg: true,
+      })
+      .option('secret-stdin', {
+        type: 'boolean',
+        default: false,
+        describe: 'with --bootstrap: read the secret (hex) from stdin instead of making one',
+      })
+      .option('log-file', {
+        type: 'string',
+        describe: `with --bootstrap: where the background sproxy logs (default ${defaultBootstrapLogFile()})`,
+        requiresArg: true,
+      })
+      // The background half of --bootstrap, started by the first half: not for people.
+      .option('bootstrap-child', { type: 'boolean', default: false, hidden: true })
       .option('insecure', {
         type: 'boolean',
         default: false,
@@ -120,9 +159,17 @@ function parseSproxyWords(args: string[]): SproxyOptions {
   } else if (parsed.listen !== undefined) {
     listen = parseHostPort(parsed.listen, '--listen', SPROXY_DEFAULT_LISTEN.host, true);
   }
-  const target = parsed.target === undefined ? SPROXY_DEFAULT_TARGET : parseHostPort(parsed.target, '--target');
+  const bootstrap = readBootstrapOptions(parsed);
+  if (bootstrap !== null) {
+    if (parsed['secret-file'] !== undefined) throw new UsageError('--bootstrap makes its own secret (or reads it with --secret-stdin): no --secret-file');
+    if (parsed.listen !== undefined || parsed.lport !== undefined) throw new UsageError('--bootstrap listens on a port of --port-range: no --listen or LPORT');
+    listen = BOOTSTRAP_LISTEN;
+  }
   const shared = readSharedOptions(parsed);
-  if (shared.secret === null && !parsed.insecure && !isLoopback(listen.host)) {
+  // A bootstrap sproxy reaches back to the sshd that started it, unless told otherwise.
+  const defaultTarget = bootstrap === null ? SPROXY_DEFAULT_TARGET : (sshServerAddress(process.env) ?? BOOTSTRAP_FALLBACK_TARGET);
+  const target = parsed.target === undefined ? defaultTarget : parseHostPort(parsed.target, '--target');
+  if (bootstrap === null && shared.secret === null && !parsed.insecure && !isLoopback(listen.host)) {
     throw new UsageError(
       `refusing to listen on ${formatHostPort(listen)} without a shared secret: anyone who reaches it could open ` +
         'sessions to the target and read them; give --secret-file FILE, or --insecure to accept that',
@@ -136,8 +183,35 @@ function parseSproxyWords(args: string[]): SproxyOptions {
     targetPorts: parsed.ports === undefined ? [] : parsed.ports.split(',').map((port) => parsePort(port.trim(), '--ports')),
     allowListenRules: (parsed['allow-listen'] ?? []).map((text) => parseTargetRule(String(text), '--allow-listen')),
     maxUnauthenticated: parsePositiveInteger(parsed['max-unauthenticated'], 'max-unauthenticated', 1, 1_000_000),
-    maxClients: parsePositiveInteger(parsed['max-clients'], 'max-clients', 1, 1_000_000),
+    // A bootstrap sproxy serves the one client that asked for it.
+    maxClients: bootstrap === null ? parsePositiveInteger(parsed['max-clients'], 'max-clients', 1, 1_000_000) : 1,
     maxSessionsPerClient: parsePositiveInteger(parsed['max-sessions-per-client'], 'max-sessions-per-client', 1, 1_000_000),
+    bootstrap,
+  };
+}
+
+/** Where a bootstrap sproxy listens: every IPv4 address, on a port of its range. */
+const BOOTSTRAP_LISTEN: HostPort = { host: '0.0.0.0', port: 0 };
+/** A bootstrap sproxy's target when the environment does not say which sshd started it. */
+const BOOTSTRAP_FALLBACK_TARGET: HostPort = { host: '127.0.0.1', port: 22 };
+
+function readBootstrapOptions(parsed: {
+  bootstrap: boolean;
+  'bootstrap-child': boolean;
+  'port-range'?: string | undefined;
+  'secret-stdin': boolean;
+  'log-file'?: string | undefined;
+}): BootstrapOptions | null {
+  if (!parsed.bootstrap && !parsed['bootstrap-child']) {
+    for (const flag of ['port-range', 'log-file'] as const) if (parsed[flag] !== undefined) throw new UsageError(`--${flag} goes with --bootstrap`);
+    if (parsed['secret-stdin']) throw new UsageError('--secret-stdin goes with --bootstrap');
+    return null;
+  }
+  return {
+    role: parsed['bootstrap-child'] ? 'serve' : 'announce',
+    portRange: parsed['port-range'] === undefined ? DEFAULT_BOOTSTRAP_PORT_RANGE : parsePortRange(parsed['port-range']),
+    secretFromStdin: parsed['secret-stdin'],
+    logFile: parsed['log-file'] ?? defaultBootstrapLogFile(),
   };
 }
 

@@ -97,7 +97,15 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       onSilent: (peer, reason) => logger.warn({ peer, code: 'ETCP_ERR_HANDSHAKE', reason }, 'connection rejected'),
     },
   );
-  const address = await listenOn(server, options.listen);
+  let address: AddressInfo;
+  try {
+    address = await listenOn(server, options.listen);
+  } catch (error) {
+    // Nothing was served: let go of what was made, so that the caller may try another port.
+    endpoint.close('sproxy could not listen');
+    remoteListeners.close();
+    throw error;
+  }
   // Failing to listen is fatal (the caller says why); later errors are logged and survived.
   server.on('error', (error) => logger.error({ reason: describeError(error) }, 'listener error'));
   logger.info(

@@ -26,7 +26,7 @@ export interface SharedCliOptions {
 }
 
 /** The flags that may be given more than once (yargs `array: true`), each with its aliases. */
-export const REPEATABLE_FLAGS: ReadonlySet<string> = new Set(['local-forward', 'localForward', 'L', 'dynamic-forward', 'dynamicForward', 'D', 'remote-forward', 'remoteForward', 'R', 'allow', 'allow-listen', 'allowListen']);
+export const REPEATABLE_FLAGS: ReadonlySet<string> = new Set(['local-forward', 'localForward', 'L', 'dynamic-forward', 'dynamicForward', 'D', 'remote-forward', 'remoteForward', 'R', 'allow', 'allow-listen', 'allowListen', 'ssh-option', 'sshOption']);
 
 export function addSharedOptions<T>(argv: Argv<T>) {
   return argv
@@ -182,6 +182,9 @@ export function packageVersion(): string {
 /** Thrown by the yargs failure handler so that bad input ends in one line, not a usage dump. */
 export class UsageError extends Error {}
 
+/** The program could not start for a reason outside its flags (ssh failed, a port unreachable): one line, status 1. */
+export class StartupError extends Error {}
+
 export function failWithUsageError(message: string | null | undefined, error: Error | undefined): never {
   // yargs spreads some messages over lines; the reason is meant to fit on one.
   throw new UsageError((message ?? error?.message ?? 'invalid arguments').replace(/\s*\n\s*/g, ' '));
@@ -189,13 +192,17 @@ export function failWithUsageError(message: string | null | undefined, error: Er
 
 /**
  * Runs a CLI's main: a ConfigError or UsageError becomes `name: reason` on one line and exit
- * status 2; anything else is a crash and says so.
+ * status 2, a StartupError the same with status 1; anything else is a crash and says so.
  */
 export function runCli(name: string, main: () => Promise<void>): void {
   main().catch((error: unknown) => {
     if (error instanceof UsageError || error instanceof ConfigError) {
       process.stderr.write(`${name}: ${error.message} (see ${name} --help)\n`);
       process.exit(2);
+    }
+    if (error instanceof StartupError) {
+      process.stderr.write(`${name}: ${error.message}\n`);
+      process.exit(1);
     }
     const listen = error as NodeJS.ErrnoException;
     if (listen.code === 'EADDRINUSE' || listen.code === 'EACCES' || listen.code === 'EADDRNOTAVAIL') {

@@ -37,5 +37,10 @@ export function parseHostPort(text: string, what: string, defaultHost?: string, 
 
 /** `host:port`, with brackets around IPv6 addresses. */
 export function formatHostPort(address: HostPort): string {
-  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+  return `${formatHost(address.host)}:${address.port}`;
+}
+
+/** A host as it goes before `:PORT`: an IPv6 address in brackets. */
+export function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
 }

@@ -113,6 +113,12 @@ describe('cproxy command line', () => {
     [['-D', '1080:x'], ConfigError, '-D 1080:x: PORT: "x" is not a port number'],
     [['-D', 'a:b:c'], ConfigError, '-D a:b:c: expected [BIND:]PORT (an IPv6 address in brackets)'],
     [['--window', '32'], ConfigError, '--window must be a whole number from 64 to 1048576, got "32"'],
+    [['--ssh', 'vps', '--server', 'x:1'], UsageError, '--ssh starts the sproxy to link to: no --server or SPROXY_HOST SPROXY_PORT'],
+    [['--ssh', 'vps', '--secret-file', '/s'], UsageError, '--ssh makes a secret for this run: no --secret-file'],
+    [['--ssh=-oProxyCommand=x'], UsageError, '--ssh takes [USER@]HOST, got "-oProxyCommand=x"'],
+    [['--ssh', 'vps', '--remote-command', ' '], UsageError, '--remote-command must not be empty'],
+    [['--ssh-option', 'Port=2'], UsageError, '--ssh-option goes with --ssh'],
+    [['--port-range', '2000-2001'], UsageError, '--port-range goes with --ssh'],
   ])('rejects %j with a one-line reason', (args, errorClass, message) => {
     let caught: unknown;
     try {
@@ -123,5 +129,14 @@ describe('cproxy command line', () => {
     expect(caught).toBeInstanceOf(errorClass);
     expect((caught as Error).message).toBe(message);
     expect((caught as Error).message).not.toContain('\n');
+  });
+
+  it('--ssh: the destination, its options and the remote command; the forwards as usual', () => {
+    const options = parseCproxyArgs(['--ssh', 'me@vps', '--ssh-option', 'Port=2222', '-L', '5201:db:5432']);
+    expect(options.ssh).toEqual({ destination: 'me@vps', sshOptions: ['Port=2222'], remoteCommand: 'sproxy', portRange: { low: 2022, high: 2122 } });
+    expect(options.forwards.map((forward) => forward.target)).toEqual([{ host: 'db', port: 5432 }]);
+    // No forward: --listen's, to sproxy's default (on a bootstrap sproxy, the sshd).
+    expect(parseCproxyArgs(['--ssh', 'vps']).forwards).toEqual([{ listen: { host: '127.0.0.1', port: 5200 }, target: null }]);
+    expect(parseCproxyArgs([]).ssh).toBeNull();
   });
 });

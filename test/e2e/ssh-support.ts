@@ -114,9 +114,10 @@ export interface SshFiles {
 
 /**
  * Host key, client key pair, authorized_keys and an sshd_config in `dir`, for an sshd listening
- * on 127.0.0.1:22 of the server host and accepting root with that key only.
+ * on 127.0.0.1:22 of the server host (or `listenAddress`) and accepting root with that key only;
+ * `extraLines` go at the end of its config.
  */
-export function prepareSsh(dir: string): SshFiles {
+export function prepareSsh(dir: string, listenAddress = '127.0.0.1', extraLines: string[] = []): SshFiles {
   const hostKey = join(dir, 'ssh_host_ed25519_key');
   const clientKey = join(dir, 'id_ed25519');
   const authorizedKeys = join(dir, 'authorized_keys');
@@ -126,7 +127,7 @@ export function prepareSsh(dir: string): SshFiles {
   execFileSync('cp', [`${clientKey}.pub`, authorizedKeys]);
   writeFileSync(
     config,
-    sshdConfig({ hostKey, listenAddress: '127.0.0.1', port: 22, authorizedKeysFile: authorizedKeys, extraLines: ['Subsystem sftp internal-sftp'] }),
+    sshdConfig({ hostKey, listenAddress, port: 22, authorizedKeysFile: authorizedKeys, extraLines: ['Subsystem sftp internal-sftp', ...extraLines] }),
   );
   // sshd's privilege-separation directory; the namespaces share the file system.
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });

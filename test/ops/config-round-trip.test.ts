@@ -45,6 +45,15 @@ const CPROXY_SETTINGS: Record<string, string | string[] | boolean> = {
   'log-format': 'json',
 };
 
+/** The flags of `cproxy --ssh`, which replaces --server and --secret-file. */
+const CPROXY_SSH_SETTINGS: Record<string, string | string[] | boolean> = {
+  ...Object.fromEntries(Object.entries(CPROXY_SETTINGS).filter(([flag]) => flag !== 'server' && flag !== 'secret-file')),
+  ssh: 'me@vps.example.net',
+  'ssh-option': ['Port=2222', 'IdentityFile=/keys/work'],
+  'remote-command': 'npx -y -p eternal-tcp sproxy',
+  'port-range': '4000-4100',
+};
+
 const SPROXY_SETTINGS: Record<string, string | string[] | boolean> = {
   'secret-file': secretFile,
   listen: '0.0.0.0:6300',
@@ -59,6 +68,15 @@ const SPROXY_SETTINGS: Record<string, string | string[] | boolean> = {
   ...LINK_SETTINGS,
   'log-level': 'warn',
   'log-format': 'pretty',
+};
+
+/** The flags of `sproxy --bootstrap`, which makes its secret and takes its port from a range. */
+const SPROXY_BOOTSTRAP_SETTINGS: Record<string, string | string[] | boolean> = {
+  ...Object.fromEntries(Object.entries(SPROXY_SETTINGS).filter(([flag]) => flag !== 'listen' && flag !== 'secret-file')),
+  bootstrap: true,
+  'port-range': '4000-4100',
+  'secret-stdin': true,
+  'log-file': '/var/log/sproxy-bootstrap.log',
 };
 
 /** The long flags the program's --help lists (help, version and config aside). */
@@ -82,17 +100,20 @@ function asYaml(settings: Record<string, string | string[] | boolean>): string {
 }
 
 describe('config files: every flag round-trips', () => {
+  // Each program's flags in the modes that exclude one another; together they hold every flag.
   it.each([
-    ['cproxy', CPROXY_SETTINGS, parseCproxyArgs],
-    ['sproxy', SPROXY_SETTINGS, parseSproxyArgs],
-  ] as const)('%s: each flag in the file gives what the flag gives', (program, settings, parse) => {
-    expect(Object.keys(settings).sort()).toEqual(flagsOf(program));
-    const file = join(dir, `${program}.yaml`);
-    writeFileSync(file, asYaml(settings));
-    const fromFlags = parse(asWords(settings));
-    expect(parse(['--config', file])).toEqual(fromFlags);
-    // A flag given on the command line overrides the file's.
-    expect(parse(['--config', file, '--window', '2048']).windowBytes).toBe(2048 * 1024);
+    ['cproxy', [CPROXY_SETTINGS, CPROXY_SSH_SETTINGS], parseCproxyArgs],
+    ['sproxy', [SPROXY_SETTINGS, SPROXY_BOOTSTRAP_SETTINGS], parseSproxyArgs],
+  ] as const)('%s: each flag in the file gives what the flag gives', (program, modes, parse) => {
+    expect([...new Set(modes.flatMap((settings) => Object.keys(settings)))].sort()).toEqual(flagsOf(program));
+    for (const [index, settings] of modes.entries()) {
+      const file = join(dir, `${program}-${index}.yaml`);
+      writeFileSync(file, asYaml(settings));
+      const fromFlags = parse(asWords(settings));
+      expect(parse(['--config', file])).toEqual(fromFlags);
+      // A flag given on the command line overrides the file's.
+      expect(parse(['--config', file, '--window', '2048']).windowBytes).toBe(2048 * 1024);
+    }
   });
 
   it('a bad file exits 2 with its line named', () => {

@@ -103,6 +103,11 @@ describe('sproxy command line', () => {
     [['6201', '6202'], UsageError, 'Unknown argument: 6202'],
     [['--max-clients', '0', '--insecure'], ConfigError, '--max-clients must be a whole number from 1 to 1000000, got "0"'],
     [['--resume-window', '0'], ConfigError, '--resume-window must be a whole number from 1 to 2147483, got "0"'],
+    [['--bootstrap', '--listen', '0.0.0.0:6200'], UsageError, '--bootstrap listens on a port of --port-range: no --listen or LPORT'],
+    [['--bootstrap', '--secret-file', '/s'], UsageError, '--bootstrap makes its own secret (or reads it with --secret-stdin): no --secret-file'],
+    [['--bootstrap', '--port-range', '10-5'], ConfigError, '--port-range must be LOW-HIGH, ports from 1 to 65535 with LOW <= HIGH, got "10-5"'],
+    [['--port-range', '2000-2010'], UsageError, '--port-range goes with --bootstrap'],
+    [['--secret-stdin'], UsageError, '--secret-stdin goes with --bootstrap'],
   ])('rejects %j with a one-line reason', (args, errorClass, message) => {
     let caught: unknown;
     try {
@@ -112,5 +117,27 @@ describe('sproxy command line', () => {
     }
     expect(caught).toBeInstanceOf(errorClass);
     expect((caught as Error).message).toBe(message);
+  });
+
+  it('--bootstrap: one client, a port of the range, and the sshd that started it as the target', () => {
+    vi.stubEnv('SSH_CONNECTION', '10.0.0.9 50000 10.0.0.1 2222');
+    try {
+      const options = parseSproxyArgs(['--bootstrap', '--port-range', '3000-3005']);
+      expect(options.bootstrap).toMatchObject({ role: 'announce', portRange: { low: 3000, high: 3005 }, secretFromStdin: false });
+      expect(options.target).toEqual({ host: '10.0.0.1', port: 2222 });
+      expect(options.maxClients).toBe(1);
+      expect(options.listen.host).toBe('0.0.0.0');
+      expect(parseSproxyArgs(['--bootstrap', '--bootstrap-child']).bootstrap?.role).toBe('serve');
+      expect(parseSproxyArgs(['--bootstrap', '--target', '127.0.0.1:23']).target).toEqual({ host: '127.0.0.1', port: 23 });
+    } finally {
+      vi.unstubAllEnvs();
+    }
+    vi.stubEnv('SSH_CONNECTION', '');
+    try {
+      expect(parseSproxyArgs(['--bootstrap']).target).toEqual({ host: '127.0.0.1', port: 22 });
+    } finally {
+      vi.unstubAllEnvs();
+    }
+    expect(parseSproxyArgs(['--insecure']).bootstrap).toBeNull();
   });
 });
