@@ -49,7 +49,7 @@ afterAll(() => {
 
 describe('npm install -g of the packed package', () => {
   it('packs the programs and what they run, without tests, benchmarks or sources', () => {
-    for (const file of ['bin/cproxy.js', 'bin/sproxy.js', 'dist/cproxy/main.js', 'dist/sproxy/main.js', 'dist/common/index.js', 'dist/common/index.d.ts', 'README.md', 'package.json']) {
+    for (const file of ['bin/cproxy.js', 'bin/sproxy.js', 'dist/cproxy/main.js', 'dist/sproxy/main.js', 'dist/common/index.js', 'dist/common/index.d.ts', 'deploy/systemd/sproxy.service', 'README.md', 'package.json']) {
       expect(packed).toContain(file);
     }
     const unwanted = packed.filter((file) => /^(test|bench|netlab|demo|\.ci|dist\/demo|dist\/netlab|dist-bench)\//.test(file) || /(?<!\.d)\.ts$/.test(file));
