@@ -2,6 +2,7 @@ import { hideBin } from 'yargs/helpers';
 import { exitOnSignals, runCli, StartupError } from '../common/ops/cli-options.js';
 import { logRuntime, tuneGarbageCollector } from '../common/ops/runtime.js';
 import { createProcessLogger } from '../common/ops/log-setup.js';
+import { logSecretFileWarning } from '../common/ops/secret-file-mode.js';
 import { formatHostPort } from '../common/transport/address.js';
 import type { ClientEndpoint } from '../common/endpoints/client-endpoint.js';
 import { parseCproxyArgs } from './cli.js';
@@ -19,6 +20,7 @@ runCli('cproxy', async () => {
   let options = parseCproxyArgs(hideBin(process.argv));
   const logger = createProcessLogger('cproxy', options.logLevel, options.logFormat);
   logRuntime(logger, gcTuned);
+  logSecretFileWarning(logger, options.secretFileWarning);
   const { ssh } = options;
   if (ssh !== null) {
     const started = await bootstrapOverSsh(options, ssh, logger);

@@ -1,5 +1,6 @@
 import { formatHost, formatHostPort } from '../common/transport/address.js';
 import { formatPortRange } from '../common/ops/bootstrap-line.js';
+import { shellQuote } from '../common/support/shell-quote.js';
 import type { CproxyOptions, SshBootstrap } from './cli.js';
 
 /**
@@ -45,10 +46,4 @@ export function remoteSproxyCommand(options: CproxyOptions, ssh: SshBootstrap): 
     flags.push(`--allow-listen=${formatHost(listen.host)}:${listen.port === 0 ? '*' : listen.port}`);
   }
   return [ssh.remoteCommand, ...flags.map(shellQuote)].join(' ');
-}
-
-/** One word for a POSIX shell: as it is when it is plain, else in single quotes. */
-export function shellQuote(word: string): string {
-  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
-  return `'${word.replace(/'/g, `'\\''`)}'`;
 }

@@ -2,6 +2,7 @@ import { hideBin } from 'yargs/helpers';
 import { exitOnSignals, runCli } from '../common/ops/cli-options.js';
 import { logRuntime, tuneGarbageCollector } from '../common/ops/runtime.js';
 import { createProcessLogger } from '../common/ops/log-setup.js';
+import { logSecretFileWarning } from '../common/ops/secret-file-mode.js';
 import { announceBootstrap } from './bootstrap.js';
 import { serveBootstrap } from './bootstrap-serve.js';
 import { parseSproxyArgs } from './cli.js';
@@ -15,6 +16,7 @@ runCli('sproxy', async () => {
   if (options.bootstrap?.role === 'announce') process.exit(await announceBootstrap(args, options.bootstrap));
   const logger = createProcessLogger('sproxy', options.logLevel, options.logFormat);
   logRuntime(logger, gcTuned);
+  logSecretFileWarning(logger, options.secretFileWarning);
   if (options.bootstrap?.role === 'serve') process.exit(await serveBootstrap(options, options.bootstrap, logger));
   const running = await startSproxy(options, logger);
   exitOnSignals(() => running.close());

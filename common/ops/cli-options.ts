@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv } from 'yargs';
@@ -7,11 +7,14 @@ import { ConfigError } from '../support/errors.js';
 import { MAX_PAYLOAD_BYTES } from '../protocol/constants.js';
 import { validateSecret } from '../transport/tls-psk.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log-setup.js';
+import { secretFileModeWarning, type SecretFileWarning } from './secret-file-mode.js';
 
 /** Flags that cproxy and sproxy share, with their defaults (DESIGN.md "Defaults"). */
 export interface SharedCliOptions {
   /** The shared secret that keys the TLS link, or null for a plain (insecure) link. */
   secret: Buffer | null;
+  /** Set when the secret's file lets group or others read or write it; logged once the logger exists. */
+  secretFileWarning: SecretFileWarning | null;
   heartbeatIntervalMs: number;
   deadAfterMs: number;
   resumeWindowMs: number;
@@ -107,25 +110,39 @@ export function parsePositiveInteger(text: string | number, flag: string, min = 
   return value;
 }
 
+/** The shared secret (null: none given), and a warning when its file lets others at it. */
+export interface SecretReading {
+  secret: Buffer | null;
+  fileWarning: SecretFileWarning | null;
+}
+
 /**
  * The shared secret: --secret-file, else ETERNAL_TCP_SECRET_FILE, else ETERNAL_TCP_SECRET.
  * Surrounding white space (a trailing newline above all) is not part of it.
  */
-export function readSecret(secretFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Buffer | null {
+export function readSecret(secretFile: string | undefined, env: NodeJS.ProcessEnv = process.env): SecretReading {
   const file = secretFile ?? env['ETERNAL_TCP_SECRET_FILE'];
   if (file !== undefined && file !== '') {
     let bytes: Buffer;
+    let stats: Stats;
     try {
       bytes = readFileSync(file);
+      stats = statSync(file);
     } catch (error) {
       throw new ConfigError(`cannot read the secret file ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
     }
+    // Only a regular file's mode says who may read it (a pipe from `<(...)` has one of its own),
+    // and Windows makes one up from the read-only flag: 0666 for every writable file.
+    const modeTells = stats.isFile() && process.platform !== 'win32';
     // Bytes, not text: a binary secret must keep every bit of its randomness.
-    return validateSecret(trimAsciiWhitespace(bytes), file);
+    return {
+      secret: validateSecret(trimAsciiWhitespace(bytes), file),
+      fileWarning: modeTells ? secretFileModeWarning(file, stats.mode) : null,
+    };
   }
   const inline = env['ETERNAL_TCP_SECRET'];
-  if (inline !== undefined && inline !== '') return validateSecret(Buffer.from(inline.trim(), 'utf8'), 'ETERNAL_TCP_SECRET');
-  return null;
+  const secret = inline !== undefined && inline !== '' ? validateSecret(Buffer.from(inline.trim(), 'utf8'), 'ETERNAL_TCP_SECRET') : null;
+  return { secret, fileWarning: null };
 }
 
 /** Drops spaces, tabs and line ends at both ends (the newline an editor or `echo` adds). */
@@ -151,8 +168,10 @@ export function readSharedOptions(args: Record<string, unknown>): SharedCliOptio
   if (maxWindowBytes !== undefined && maxWindowBytes < windowBytes) {
     throw new ConfigError(`--max-window (${maxWindowBytes / 1024}) must be at least --window (${windowBytes / 1024})`);
   }
+  const { secret, fileWarning } = readSecret(args['secret-file'] as string | undefined);
   return {
-    secret: readSecret(args['secret-file'] as string | undefined),
+    secret,
+    secretFileWarning: fileWarning,
     heartbeatIntervalMs,
     deadAfterMs,
     resumeWindowMs: parsePositiveInteger(args['resume-window'] as string, 'resume-window', 1, 2_147_483) * 1000,

@@ -1,8 +1,7 @@
-import { execFileSync } from 'node:child_process';
-import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { shellWords } from '../helpers/shell-words.js';
 import { parseCproxyArgs } from '../../cproxy/cli.js';
-import { remoteSproxyCommand, shellQuote, sshArguments, sshConfigArguments } from '../../cproxy/ssh-command.js';
+import { remoteSproxyCommand, sshArguments, sshConfigArguments } from '../../cproxy/ssh-command.js';
 import { failureReason } from '../../cproxy/ssh-bootstrap.js';
 
 function sshOf(args: string[]) {
@@ -11,21 +10,8 @@ function sshOf(args: string[]) {
   return { options, ssh: options.ssh };
 }
 
-/** What a POSIX shell makes of a command line: its words, one per line (printf). */
-function shellWords(commandLine: string): string[] {
-  return execFileSync('sh', ['-c', `printf '%s\\n' ${commandLine}`], { encoding: 'utf8' }).split('\n').slice(0, -1);
-}
 
 describe("cproxy --ssh's command lines", () => {
-  it('quotes any word so that a POSIX shell gives it back unchanged', () => {
-    fc.assert(
-      fc.property(fc.string({ minLength: 1, unit: 'grapheme' }).filter((word) => !word.includes('\0') && !word.includes('\n')), (word) => {
-        expect(shellWords(shellQuote(word))).toEqual([word]);
-      }),
-      { numRuns: 60 },
-    );
-  });
-
   it("gives ssh no terminal, the user's options and the destination after --", () => {
     const { ssh } = sshOf(['--ssh', 'me@vps', '--ssh-option', 'Port=2222', '--ssh-option', 'IdentityFile=/k']);
     expect(sshArguments(ssh, 'CMD')).toEqual(['-T', '-o', 'Port=2222', '-o', 'IdentityFile=/k', '--', 'me@vps', 'CMD']);

@@ -26,9 +26,14 @@ export class ProxyProcess {
   readonly #waiters = new Set<{ predicate: LogPredicate; resolve: (line: LogLine) => void }>();
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  /** `prefix` runs the proxy through another command, e.g. `ip netns exec NS` for a test host. */
-  constructor(readonly name: 'cproxy' | 'sproxy', args: string[], prefix: string[] = []) {
-    const command = [...prefix, process.execPath, join(REPO_ROOT, 'bin', `${name}.js`), ...args];
+  /**
+   * `prefix` runs the proxy through another command, e.g. `ip netns exec NS` for a test host.
+   * `executable` replaces `node bin/NAME.js` of this repository, e.g. with an installed package's
+   * `cproxy`, run as is (its `#!/usr/bin/env node` finds the first node on PATH).
+   */
+  constructor(readonly name: 'cproxy' | 'sproxy', args: string[], prefix: string[] = [], executable?: string) {
+    const entry = executable === undefined ? [process.execPath, join(REPO_ROOT, 'bin', `${name}.js`)] : [executable];
+    const command = [...prefix, ...entry, ...args];
     this.#child = spawn(command[0] as string, command.slice(1), {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -144,12 +149,14 @@ export async function startSproxy(
   extra: string[] = [],
   listen = '127.0.0.1:0',
   prefix: string[] = [],
+  executable?: string,
 ): Promise<StartedProxy> {
   const targetArg = typeof target === 'number' ? `127.0.0.1:${target}` : target;
   const proc = new ProxyProcess(
     'sproxy',
     ['--listen', listen, '--target', targetArg, '--log-format', 'json', '--log-level', 'debug', ...extra],
     prefix,
+    executable,
   );
   const line = await proc.waitForLog((l) => l.msg.startsWith('sproxy listening'), 20_000, 'listening line');
   return { proc, port: LISTEN_PORT(line) };
@@ -161,12 +168,14 @@ export async function startCproxy(
   extra: string[] = [],
   listen = '127.0.0.1:0',
   prefix: string[] = [],
+  executable?: string,
 ): Promise<StartedProxy> {
   const serverArg = typeof server === 'number' ? `127.0.0.1:${server}` : server;
   const proc = new ProxyProcess(
     'cproxy',
     ['--listen', listen, '--server', serverArg, '--log-format', 'json', '--log-level', 'debug', ...extra],
     prefix,
+    executable,
   );
   const line = await proc.waitForLog((l) => l.msg.startsWith('cproxy listening'), 20_000, 'listening line');
   return { proc, port: LISTEN_PORT(line) };

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -69,6 +69,25 @@ describe('sproxy command line', () => {
       expect(() => parseSproxyArgs(['--secret-file', join(dir, 'missing')])).toThrow(
         `cannot read the secret file ${join(dir, 'missing')}: ENOENT`,
       );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('gives the warning for a secret file group or others may read, from its mode; none for 0600 or an inline secret', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'etcp-secret-'));
+    try {
+      const file = join(dir, 'secret');
+      writeFileSync(file, 'correct horse battery staple\n');
+      chmodSync(file, 0o640);
+      expect(parseSproxyArgs(['--secret-file', file]).secretFileWarning).toEqual({ file, mode: '0640', fix: `chmod 600 ${file}` });
+      vi.stubEnv('ETERNAL_TCP_SECRET_FILE', file);
+      expect(parseSproxyArgs([]).secretFileWarning?.mode).toBe('0640');
+      chmodSync(file, 0o600);
+      expect(parseSproxyArgs(['--secret-file', file]).secretFileWarning).toBeNull();
+      vi.stubEnv('ETERNAL_TCP_SECRET_FILE', '');
+      vi.stubEnv('ETERNAL_TCP_SECRET', 'another secret of enough length');
+      expect(parseSproxyArgs([]).secretFileWarning).toBeNull();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
