@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { formatHostPort, type HostPort } from '../common/transport/address.js';
 import { bridgeSocket, LOCAL_SOCKET_HIGH_WATER_BYTES } from '../common/forwarding/bridge.js';
@@ -8,7 +9,7 @@ import { describeError, type Logger } from '../common/support/logger.js';
 import { dialLink } from '../common/transport/dial-link.js';
 import { serveSocks } from '../common/forwarding/socks-server.js';
 import { startRemoteForwards } from './remote-forwards.js';
-import { SERVER_SESSION_ID_BIT } from '../common/protocol/constants.js';
+import { CLIENT_ID_BYTES, SERVER_SESSION_ID_BIT } from '../common/protocol/constants.js';
 import type { CproxyOptions } from './cli.js';
 
 export interface RunningCproxy {
@@ -24,8 +25,11 @@ export interface RunningCproxy {
 /** cproxy: every accepted user connection becomes one session over the client endpoint's link. */
 export async function startCproxy(options: CproxyOptions, logger: Logger): Promise<RunningCproxy> {
   const serverName = formatHostPort(options.server);
+  // Ours for the process's life: each link names it to the balancer, if any, before TLS (§0).
+  const clientId = randomBytes(CLIENT_ID_BYTES);
   const endpoint = new ClientEndpoint({
-    dial: () => dialLink(options.server.host, options.server.port, options.secret),
+    clientId,
+    dial: () => dialLink(options.server.host, options.server.port, options.secret, clientId),
     serverName,
     logger,
     // Socket chunks are fresh buffers that nobody writes to again: no need to copy them.

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo, Server } from 'node:net';
 import type { Clock } from '../support/clock.js';
@@ -10,6 +11,7 @@ import { listenOn } from '../transport/listen.js';
 import { dialLink } from '../transport/dial-link.js';
 import { createLinkServer } from '../transport/link-server.js';
 import { validateSecret } from '../transport/tls-psk.js';
+import { CLIENT_ID_BYTES } from '../protocol/constants.js';
 
 export interface ConnectOptions {
   host: string;
@@ -28,8 +30,11 @@ export interface ConnectOptions {
  * acknowledged. Buffers written are copied, so callers may reuse them.
  */
 export function connect(options: ConnectOptions): Session {
+  const clientId = randomBytes(CLIENT_ID_BYTES);
+  const secret = options.secret === undefined ? null : validateSecret(options.secret, 'options.secret');
   const endpoint = new ClientEndpoint({
-    dial: () => dialLink(options.host, options.port, options.secret === undefined ? null : validateSecret(options.secret, 'options.secret')),
+    clientId,
+    dial: () => dialLink(options.host, options.port, secret, clientId),
     serverName: `${options.host}:${options.port}`,
     ...(options.config === undefined ? {} : { config: options.config }),
     ...(options.logger === undefined ? {} : { logger: options.logger }),

@@ -470,6 +470,8 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#logger.info(
       {
         server: this.#serverName,
+        // As sproxy's lines name it (the first 8 hex digits): one client's lines on both sides.
+        client: this.clientId.toString('hex').slice(0, 8),
         attempts,
         downMs,
         ...(switchMs === undefined ? {} : { switchMs }),

@@ -3,6 +3,7 @@ import type { TcpNetConnectOpts } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AuthenticationError } from '../support/errors.js';
 import { connectWithDirectReads, tlsConnectWithDirectReads } from './direct-reads.js';
+import { routingServerName } from './routing-name.js';
 import {
   derivePsk,
   isTlsProtocolError,
@@ -27,8 +28,12 @@ export function noteKeyExchange(socket: Duplex): void {
   usedKey.add(socket);
 }
 
-/** Opens a link socket to the server: TLS-PSK when there is a secret, plain TCP otherwise. */
-export function dialLink(host: string, port: number, secret: Buffer | null): Duplex {
+/**
+ * Opens a link socket to the server: TLS-PSK when there is a secret, plain TCP otherwise.
+ * `clientId`: the dialing client's, named in the ClientHello (routing-name.ts) so that a balancer
+ * can keep the client on one server; without it, the ClientHello names `host` as usual.
+ */
+export function dialLink(host: string, port: number, secret: Buffer | null, clientId?: Buffer): Duplex {
   // Either way the link reads straight into its decoder: TCP reads, or TLS's decrypted records.
   if (secret === null) {
     const options: WithHighWaterMark<TcpNetConnectOpts> = { host, port, noDelay: true, highWaterMark: LINK_SOCKET_HIGH_WATER_BYTES };
@@ -42,6 +47,7 @@ export function dialLink(host: string, port: number, secret: Buffer | null): Dup
     minVersion: TLS_VERSION,
     maxVersion: TLS_VERSION,
     highWaterMark: LINK_SOCKET_HIGH_WATER_BYTES,
+    ...(clientId === undefined ? {} : { servername: routingServerName(clientId) }),
     // OpenSSL asks for the key once the server has chosen the PSK suite (TLS 1.2: at its
     // ServerHelloDone); our Finished, made with it, follows.
     pskCallback: () => {

@@ -8,6 +8,7 @@ import { AuthenticationError } from '../../../common/support/errors.js';
 import { dialLink, isTlsSocket, tlsAuthenticationFailure } from '../../../common/transport/dial-link.js';
 import { directReadsOf } from '../../../common/transport/direct-reads.js';
 import { createLinkServer } from '../../../common/transport/link-server.js';
+import { clientIdFromServerName, routingServerName } from '../../../common/transport/routing-name.js';
 import {
   derivePsk,
   dhParamsPem,
@@ -104,6 +105,28 @@ describe(`link sockets on Node ${process.version}`, () => {
       // The link's frames come without the stream layer (direct-reads.ts), TLS records too.
       expect(directReadsOf(end)).toBeDefined();
     }
+  });
+});
+
+describe('the routing name in the ClientHello', () => {
+  it("names the dialing client's id, which a balancer reads before anything is decrypted", async () => {
+    const server = await startLinkServer(SECRET);
+    const accepted = server.nextLink();
+    const clientId = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+    const socket = dialLink('127.0.0.1', server.port, SECRET, clientId);
+    cleanup(() => socket.destroy());
+    expect(await dialOutcome(socket)).toBeNull();
+    const far = (await accepted) as TLSSocket;
+    expect(far.servername).toBe('00112233445566778899aabbccddeeff.eternal-tcp.invalid');
+    expect(clientIdFromServerName(far.servername as string)?.equals(clientId)).toBe(true);
+  });
+
+  it('round-trips every client id, and reads no id from other names', () => {
+    const id = Buffer.from('ffeeddccbbaa99887766554433221100', 'hex');
+    expect(routingServerName(id)).toBe('ffeeddccbbaa99887766554433221100.eternal-tcp.invalid');
+    // One DNS label: at most 63 characters.
+    expect(routingServerName(id).split('.')[0]?.length).toBeLessThanOrEqual(63);
+    for (const name of ['vps.example.net', 'xyz.eternal-tcp.invalid', '.eternal-tcp.invalid', 'ABCD.eternal-tcp.invalid']) expect(clientIdFromServerName(name)).toBeNull();
   });
 });
 
