@@ -5,6 +5,8 @@ import { connectTarget } from '../common/forwarding/connect-target.js';
 import { RemoteListeners } from './remote-listeners.js';
 import { listenOn } from '../common/transport/listen.js';
 import { describeError, type Logger } from '../common/support/logger.js';
+import { RepeatCollapsingLogger } from '../common/support/repeat-collapsing-logger.js';
+import { systemClock } from '../common/support/clock.js';
 import { ServerEndpoint } from '../common/endpoints/server-endpoint.js';
 import { createLinkServer } from '../common/transport/link-server.js';
 import type { SproxyOptions } from './cli.js';
@@ -38,7 +40,15 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
   const targetSockets = new Set<Socket>();
   const linkSockets = new Set<Socket>();
   const defaultTarget = formatHostPort(options.target);
-  const refusals = new ThrottledLog(logger, 'connection refused: limit reached');
+  // A client with the wrong secret fails the same way on every attempt: its lines collapse into a
+  // count per host, code and reason.
+  const peerFailures = new RepeatCollapsingLogger(logger, {
+    clock: systemClock,
+    identify: (fields) => [peerHost(String(fields['peer'])), fields['code'], fields['reason']],
+  });
+  // A flood comes from anywhere: its refusals collapse by limit alone, whatever the peer.
+  const refusals = new RepeatCollapsingLogger(logger, { clock: systemClock, identify: (fields) => [fields['reason']] });
+  const refusalMessage = 'connection refused: limit reached';
   const remoteListeners = new RemoteListeners(endpoint, options.allowListenRules, logger);
 
   endpoint.on('session', (session, context) => {
@@ -69,8 +79,8 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
   endpoint.on('link-down', ({ clientId, peer, error }) => {
     const fields = { client: clientId === null ? null : short(clientId), peer, code: error.code, reason: error.message };
     // Before the handshake, a failure is somebody who does not speak the protocol: say so loudly.
-    if (error.code === 'ETCP_ERR_AUTH') logger.warn(fields, 'authentication failed');
-    else if (error.code === 'ETCP_ERR_LIMIT' && clientId === null) refusals.note(fields);
+    if (error.code === 'ETCP_ERR_AUTH') peerFailures.warn(fields, 'authentication failed');
+    else if (error.code === 'ETCP_ERR_LIMIT' && clientId === null) refusals.warn(fields, refusalMessage);
     else if (clientId === null) logger.warn(fields, 'connection rejected');
     else logger.warn(fields, 'link down');
   });
@@ -91,9 +101,9 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
         socket.once('close', () => linkSockets.delete(socket));
         return true;
       },
-      onLimit: (peer, limit) => refusals.note({ peer, reason: `too many unauthenticated connections (limit ${limit})` }),
+      onLimit: (peer, limit) => refusals.warn({ peer, reason: `too many unauthenticated connections (limit ${limit})` }, refusalMessage),
       onLink: (socket, peer) => endpoint.handleConnection(socket, peer),
-      onAuthFailure: (peer, reason) => logger.warn({ peer, code: 'ETCP_ERR_AUTH', reason }, 'authentication failed'),
+      onAuthFailure: (peer, reason) => peerFailures.warn({ peer, code: 'ETCP_ERR_AUTH', reason }, 'authentication failed'),
       onSilent: (peer, reason) => logger.warn({ peer, code: 'ETCP_ERR_HANDSHAKE', reason }, 'connection rejected'),
     },
   );
@@ -124,6 +134,9 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       for (const socket of targetSockets) socket.resetAndDestroy();
       for (const socket of linkSockets) socket.destroy();
       await closed;
+      // The counts still open, so that none is lost (and no timer of theirs outlives sproxy).
+      peerFailures.flush();
+      refusals.flush();
     },
   };
 }
@@ -133,28 +146,9 @@ function short(clientId: string): string {
   return clientId.slice(0, 8);
 }
 
-/** Logs an event that a flood could repeat thousands of times: at most once a second, with a count. */
-class ThrottledLog {
-  readonly #logger: Logger;
-  readonly #message: string;
-  #lastAt = 0;
-  #suppressed = 0;
-
-  constructor(logger: Logger, message: string) {
-    this.#logger = logger;
-    this.#message = message;
-  }
-
-  note(fields: Record<string, unknown>): void {
-    const now = Date.now();
-    if (now - this.#lastAt < 1000) {
-      this.#suppressed++;
-      return;
-    }
-    this.#logger.warn({ ...fields, suppressedSinceLast: this.#suppressed }, this.#message);
-    this.#lastAt = now;
-    this.#suppressed = 0;
-  }
+/** "203.0.113.7:51234" → "203.0.113.7", "[2001:db8::1]:51234" → "[2001:db8::1]": each connection has its own port. */
+function peerHost(peer: string): string {
+  return peer.replace(/:\d+$/, '');
 }
 
 /**

@@ -6,18 +6,17 @@ import { resolveClientConfig, type ClientConfig } from './config.js';
 import { AddressGoneError, AuthenticationError, ClosedError, HandshakeError, LinkClosedError, type EternalError } from '../support/errors.js';
 import { createLink, type Link, type LinkHandler } from '../transport/link.js';
 import { silentLogger, type Logger } from '../support/logger.js';
+import { RepeatCollapsingLogger } from '../support/repeat-collapsing-logger.js';
 import { Multiplexer, type ResumeSummary } from '../engine/multiplexer.js';
 import { CLIENT_ID_BYTES, PacketType, RESUME_TOKEN_BYTES, type ListenStatus } from '../protocol/constants.js';
 import { encodeReason, type RemoteOpen } from '../protocol/messages.js';
 import type { Frame } from '../protocol/frame-decoder.js';
 import { Connector, type Dialer } from './connector.js';
+import { AUTHENTICATION_FAILURES_TO_GIVE_UP } from './backoff.js';
 import { ExpressLane } from './express-lane.js';
 import { PathWatch, type RoamingCounts } from './path-watch.js';
 import { localAddressOf, readWelcome, SecondLink, sendHello } from './second-link.js';
 import type { FinishReason, Session } from '../engine/session.js';
-
-/** Authentication failures in a row after which the sessions are given up (see #onAuthenticationFailure). */
-const AUTHENTICATION_FAILURES_TO_GIVE_UP = 3;
 
 export type { Dialer } from './connector.js';
 export type { RoamingCounts } from './path-watch.js';
@@ -91,6 +90,11 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   readonly #serverName: string;
   readonly #config: ClientConfig;
   readonly #logger: Logger;
+  /**
+   * Failed attempts and authentication failures: a server that is down, or refuses our secret,
+   * fails the same way on every attempt, and its lines collapse into a count here.
+   */
+  readonly #failureLog: RepeatCollapsingLogger;
   readonly #clock: Clock;
   readonly #mux: Multiplexer;
   #state: OwnState = 'dialing';
@@ -132,6 +136,8 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#config = resolveClientConfig(options.config);
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? systemClock;
+    // The server is constant; the reason tells one failure from another (refused, timed out, key).
+    this.#failureLog = new RepeatCollapsingLogger(this.#logger, { clock: this.#clock, identify: (fields) => [fields['reason']] });
     this.clientId = options.clientId ?? randomBytes(CLIENT_ID_BYTES);
     this.#resumeToken = options.resumeToken ?? randomBytes(RESUME_TOKEN_BYTES);
     this.#mux = new Multiplexer({
@@ -176,6 +182,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       clock: this.#clock,
       random: options.random ?? Math.random,
       logger: this.#logger,
+      failureLog: this.#failureLog,
       serverName: this.#serverName,
       hooks: {
         onConnected: (socket) => this.#startHandshake(socket),
@@ -287,6 +294,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#expressLane?.stop();
     this.#secondLink?.abandon(reason);
     this.#connector.stop();
+    this.#failureLog.flush(); // the counts still open, before the last line
     this.#resumeWindowTimer?.cancel();
     this.#mux.loseAll(reason);
     if (this.#link !== null && this.#mux.link === this.#link) this.#mux.sendGoAway(reason);
@@ -432,26 +440,26 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   /**
    * The server refused who we are. Nothing will change by waiting, so the sessions end now (their
    * applications see a reset, not a hang), new ones are refused until a link comes up, and the
-   * redialling goes on slowly in case the configuration is fixed.
+   * redialling goes on, ever slower (up to AUTHENTICATION_MAX_DELAY_MS), in case the configuration
+   * is fixed. One line per failure, whose repeats #failureLog collapses.
    */
   #onAuthenticationFailure(error: AuthenticationError): void {
     // An attacker on the path can inject one failure; a wrong secret fails every time. Only a run
     // of them ends the sessions, which still happens within a fraction of a second.
-    this.#authenticationFailures++;
-    if (this.#authenticationFailures < AUTHENTICATION_FAILURES_TO_GIVE_UP) {
-      this.#logger.warn(
-        { server: this.#serverName, reason: error.message, failures: this.#authenticationFailures },
-        'authentication with sproxy failed; trying again',
-      );
-      this.#retryAfterFailure(error.message);
+    const failures = ++this.#authenticationFailures;
+    // The 'retry' event still sees the state the failure happened in, as it always did.
+    const retryInMs = this.#connector.retryAfterAuthenticationFailure(error.message, failures);
+    this.#setState('dialing');
+    const fields = { server: this.#serverName, reason: error.message, failures, ...(retryInMs === null ? {} : { retryInMs }) };
+    if (failures < AUTHENTICATION_FAILURES_TO_GIVE_UP) {
+      this.#failureLog.warn(fields, 'authentication with sproxy failed; trying again');
       return;
     }
-    this.#logger.error({ server: this.#serverName, reason: error.message }, 'authentication with sproxy failed');
+    // Logged before the sessions it ends, which log their own lines.
+    this.#failureLog.error(fields, 'authentication with sproxy failed');
     this.#authenticationFailed = true;
     this.emit('auth-failed', error);
     this.#mux.loseAll(error.message);
-    this.#connector.backOffFully(); // straight to the longest backoff step
-    this.#retryAfterFailure(error.message);
   }
 
   #onResumed(summary: ResumeSummary): void {

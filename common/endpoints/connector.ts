@@ -3,6 +3,7 @@ import type { Clock, TimerHandle } from '../support/clock.js';
 import type { AuthenticationError } from '../support/errors.js';
 import { describeError, type Logger } from '../support/logger.js';
 import { isTlsSocket, tlsAuthenticationFailure } from '../transport/dial-link.js';
+import { authenticationRetryStepMs, jitteredDelayMs, networkRetryStepMs } from './backoff.js';
 import type { ClientConfig } from './config.js';
 
 /**
@@ -43,6 +44,8 @@ export interface ConnectorOptions {
   /** Random in [0, 1), for backoff jitter. */
   random: () => number;
   logger: Logger;
+  /** Where failed attempts are logged: a log that collapses repeats (the same failure every second). */
+  failureLog: Logger;
   /** Printable server address, for logs. */
   serverName: string;
   hooks: ConnectorHooks;
@@ -67,6 +70,7 @@ export class Connector {
   readonly #clock: Clock;
   readonly #random: () => number;
   readonly #logger: Logger;
+  readonly #failureLog: Logger;
   readonly #serverName: string;
   readonly #hooks: ConnectorHooks;
   readonly #maxPending: number;
@@ -90,6 +94,7 @@ export class Connector {
     this.#clock = options.clock;
     this.#random = options.random;
     this.#logger = options.logger;
+    this.#failureLog = options.failureLog;
     this.#serverName = options.serverName;
     this.#hooks = options.hooks;
     // Enough attempts for a fresh one every connectStaggerMs while each waits its connect timeout.
@@ -109,11 +114,6 @@ export class Connector {
   resetCounts(): void {
     this.#failures = 0;
     this.#abandoned = 0;
-  }
-
-  /** The next round waits the longest backoff step (the server refused our key). */
-  backOffFully(): void {
-    this.#failures = Math.max(this.#failures, 30);
   }
 
   /** Starts a round of attempts: one now, more while it is pending (see #armStagger). */
@@ -237,7 +237,7 @@ export class Connector {
     }
     this.#countFailure();
     // The same message as a failure that schedules a retry: `pending` in place of `retryInMs`.
-    this.#logger.info(
+    this.#failureLog.info(
       { server: this.#serverName, attempt: this.#failures, pending: this.#pending.size, reason },
       'connect attempt failed',
     );
@@ -299,17 +299,28 @@ export class Connector {
   retryAfterFailure(reason: string, paced = false): void {
     if (this.#stopped) return;
     this.#countFailure();
-    // Capped exponential backoff with jitter in [50%, 100%] of the step, so that many clients
-    // cut off together do not all redial in the same instant.
-    const step = Math.min(
-      this.#config.reconnectMaxDelayMs,
-      this.#config.reconnectBaseDelayMs * 2 ** Math.min(this.#failures - 1, 30),
-    );
-    const delayMs = paced ? 0 : Math.round(step * (0.5 + this.#random() * 0.5));
-    this.#logger.info(
+    const delayMs = paced ? 0 : jitteredDelayMs(networkRetryStepMs(this.#failures, this.#config), this.#random());
+    this.#failureLog.info(
       { server: this.#serverName, attempt: this.#failures, retryInMs: delayMs, reason },
       'connect attempt failed',
     );
+    this.#scheduleRetry(delayMs, reason);
+  }
+
+  /**
+   * Counts an attempt the server refused for our credentials (the `failures`-th in a row) and
+   * starts the next round after the slower authentication backoff (authenticationRetryStepMs).
+   * Returns the delay, or null once stopped. It logs nothing: the caller's line says more.
+   */
+  retryAfterAuthenticationFailure(reason: string, failures: number): number | null {
+    if (this.#stopped) return null;
+    this.#countFailure();
+    const delayMs = jitteredDelayMs(authenticationRetryStepMs(failures, this.#config), this.#random());
+    this.#scheduleRetry(delayMs, reason);
+    return delayMs;
+  }
+
+  #scheduleRetry(delayMs: number, reason: string): void {
     this.#hooks.onRetry({ attempt: this.#failures, delayMs, error: reason });
     this.#phase = 'waiting';
     this.#retryTimer = this.#clock.setTimeout(() => {

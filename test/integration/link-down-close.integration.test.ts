@@ -44,7 +44,8 @@ describe('the link is down', () => {
   it('while sproxy is down, cproxy retries without a busy loop and holds new user connections', async () => {
     const { target, sproxy: first, cproxy } = await startTunnel(defer);
     await first.proc.stop();
-    await cproxy.proc.waitForNextLog((l) => l.msg === 'connect attempt failed');
+    // Past or future: the first failure may come before sproxy's exit is seen, and its repeats collapse.
+    await cproxy.proc.waitForLog((l) => l.msg === 'connect attempt failed');
 
     // Refused connects come back at once; only the backoff stands between cproxy and a hot loop.
     const cpuBefore = cproxy.proc.cpuMs();
@@ -55,7 +56,8 @@ describe('the link is down', () => {
     await new Promise((resolve) => setTimeout(resolve, 4000));
     const cpuShare = (cproxy.proc.cpuMs() - cpuBefore) / (Date.now() - wallBefore);
     expect(cpuShare).toBeLessThan(0.1);
-    const attempts = cproxy.proc.countLogs((l) => l.msg === 'connect attempt failed');
+    // One 'connecting' (debug) line per round of attempts: the failures' own lines collapse into counts.
+    const attempts = cproxy.proc.countLogs((l) => l.msg === 'connecting');
     expect(attempts).toBeGreaterThan(2);
     expect(attempts).toBeLessThan(30);
     expect(user.closed).toBe(false);

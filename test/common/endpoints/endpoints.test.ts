@@ -576,6 +576,26 @@ describe('endpoints: overlapping connect attempts', () => {
     },
   );
 
+  it('authentication failures back off to 30 s, apart from the network backoff, and start again after a link came up', async () => {
+    const wrongKey = { afterKeyExchange: ALERTS_BY_OPENSSL[1][1] };
+    const plan: DialStep[] = [...Array.from({ length: 9 }, () => wrongKey), 'refuse', 'refuse', 'accept', wrongKey];
+    const { rig } = plannedRig(plan, STAGGER, () => 0);
+    await rig.advanceUntil(() => rig.ups.length === 1);
+    // With jitter 0, half of each step: 100, 200 ms (the network's) before giving up, then 1, 2, 4 … 30 s.
+    const authDelays = [50, 100, 500, 1000, 2000, 4000, 8000, 15_000, 15_000];
+    // sproxy down meanwhile: the network backoff, at its usual 1 s cap, whatever the authentication failures did.
+    const refusedDelays = [500, 500];
+    expect(rig.retries.map((retry) => retry.delayMs)).toEqual([...authDelays, ...refusedDelays]);
+    expect(rig.client.authenticationFailed).toBe(false); // the link came up
+
+    // A link came up: the count starts again, and a failure now is retried soon.
+    rig.cut();
+    await settle();
+    expect(rig.retries).toHaveLength(authDelays.length + refusedDelays.length + 1);
+    expect(rig.retries.at(-1)).toMatchObject({ delayMs: 50, error: expect.stringMatching(/^TLS authentication with sproxy failed/) });
+    expect(rig.client.authenticationFailed).toBe(false);
+  });
+
   it.each([
     ['the same TLS error before our key was used (a server without the PSK suite)', ALERTS_BY_OPENSSL[1][1]],
     ['a reset once our key is in use (the path, not the key)', { afterKeyExchange: connectionResetError() }],
