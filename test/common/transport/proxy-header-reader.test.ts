@@ -119,34 +119,59 @@ describe('ProxyHeaderReader', () => {
 
 const SECRET = Buffer.from('proxy header test secret, long enough');
 
+/** How the balancer sends the header: in one write with the link's first bytes, or alone before them. */
+type Delivery = 'with the first bytes' | 'before the first bytes';
+
 /**
- * A load balancer in miniature: it takes a dialed link, waits for its first bytes (a ClientHello,
- * or a plain packet), and writes `header` and those bytes to the link server in one write, as
- * HAProxy does when the client has spoken first; then it relays both ways.
+ * A load balancer in miniature, relaying each dialed link to the link server after `header`. With
+ * the first bytes: it waits for the link's first bytes (a ClientHello, or a plain packet) and
+ * writes the header and them in one write, as HAProxy does when the client has spoken first.
+ * Before them: it writes the header alone and holds the link's bytes until `headerRead` resolves.
  */
-async function startBalancer(linkServerPort: number, header: Buffer): Promise<number> {
+async function startBalancer(linkServerPort: number, header: Buffer, delivery: Delivery, headerRead: () => Promise<void>): Promise<number> {
   return listen(
     createServer((client) => {
       cleanup(() => client.destroy());
-      client.once('data', (first: Buffer) => {
-        client.pause();
-        const server = connect({ host: '127.0.0.1', port: linkServerPort }, () => {
-          server.write(Buffer.concat([header, first]));
+      client.pause();
+      const server = connect({ host: '127.0.0.1', port: linkServerPort }, () => {
+        void (async () => {
+          if (delivery === 'before the first bytes') {
+            server.write(header);
+            await headerRead();
+          } else {
+            const first = once(client, 'data');
+            client.resume();
+            const [chunk] = (await first) as [Buffer];
+            client.pause();
+            server.write(Buffer.concat([header, chunk]));
+          }
           client.pipe(server).pipe(client);
-          client.resume();
-        });
-        cleanup(() => server.destroy());
+        })();
       });
+      cleanup(() => server.destroy());
     }),
   );
 }
 
+/** Resolves once `socket` has read `bytes` from the kernel and its 'readable' handlers have run. */
+async function bytesRead(socket: Socket, bytes: number): Promise<void> {
+  while (socket.bytesRead < bytes) await new Promise((resolve) => setImmediate(resolve));
+}
+
 describe('createLinkServer with proxyProtocol', () => {
   it.each([
-    ['TLS', SECRET],
-    ['plain', null],
-  ] as const)('%s: the link starts from the bytes after the header, and its peer is the header\'s client', async (_kind, secret) => {
+    ['TLS', SECRET, 'with the first bytes'],
+    ['TLS', SECRET, 'before the first bytes'],
+    ['plain', null, 'with the first bytes'],
+    ['plain', null, 'before the first bytes'],
+  ] as const)("%s, the header %s: the link starts from the bytes after it, and its peer is the header's client", async (_kind, secret, delivery) => {
     const links: Array<{ socket: Duplex; peer: string }> = [];
+    let accepted: Socket | null = null;
+    let readAlone: number | null = null;
+    const headerRead = async (): Promise<void> => {
+      await bytesRead(accepted as Socket, HEADER.length);
+      readAlone = (accepted as Socket).bytesRead;
+    };
     const linked = new Promise<void>((resolve) => {
       const server = createLinkServer(
         { secret, handshakeTimeoutMs: 5000, maxUnauthenticated: 16, pendingAfterHandshake: () => 0, proxyProtocol: true },
@@ -158,13 +183,16 @@ describe('createLinkServer with proxyProtocol', () => {
           },
           onAuthFailure: (peer, reason) => expect.fail(`auth failure of ${peer}: ${reason}`),
           onSilent: () => {},
-          onConnection: () => true,
+          onConnection: (socket) => {
+            accepted = socket;
+            return true;
+          },
           onLimit: () => {},
           onProxyHeaderRefused: (peer, reason) => expect.fail(`refused ${peer}: ${reason}`),
         },
       );
       void listen(server).then(async (port) => {
-        const link = dialLink('127.0.0.1', await startBalancer(port, HEADER), secret);
+        const link = dialLink('127.0.0.1', await startBalancer(port, HEADER, delivery, headerRead), secret);
         cleanup(() => link.destroy());
         await once(link, isTlsSocket(link) ? 'secureConnect' : 'connect');
         // The plain link's first packet; TLS has already spoken (its ClientHello).
@@ -172,6 +200,8 @@ describe('createLinkServer with proxyProtocol', () => {
       });
     });
     await linked;
+    // Held back, the link's bytes came in reads of their own after the header's.
+    expect(readAlone).toBe(delivery === 'before the first bytes' ? HEADER.length : null);
     const [link] = links;
     expect(link?.peer).toBe('[2001:db8::7]:40000');
     const received: Buffer[] = [];
