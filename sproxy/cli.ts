@@ -30,6 +30,8 @@ export interface SproxyOptions extends SharedCliOptions {
   maxUnauthenticated: number;
   maxClients: number;
   maxSessionsPerClient: number;
+  /** `--proxy-protocol`: each link connection begins with a load balancer's PROXY v2 header naming the client. */
+  proxyProtocol: boolean;
   /** `--bootstrap`: started by `cproxy --ssh` for one client (bootstrap.ts); null: a standing sproxy. */
   bootstrap: BootstrapOptions | null;
 }
@@ -126,6 +128,13 @@ function parseSproxyWords(args: string[]): SproxyOptions {
         default: false,
         describe: 'allow a plain, unauthenticated link on a non-loopback address',
       })
+      .option('proxy-protocol', {
+        type: 'boolean',
+        default: false,
+        describe:
+          'behind a load balancer (HAProxy send-proxy-v2): every link connection must begin with a PROXY protocol v2 ' +
+          'header, whose client address sproxy logs; a connection without one is refused',
+      })
       .option('max-unauthenticated', {
         type: 'string',
         default: '128',
@@ -186,6 +195,7 @@ function parseSproxyWords(args: string[]): SproxyOptions {
     // A bootstrap sproxy serves the one client that asked for it.
     maxClients: bootstrap === null ? parsePositiveInteger(parsed['max-clients'], 'max-clients', 1, 1_000_000) : 1,
     maxSessionsPerClient: parsePositiveInteger(parsed['max-sessions-per-client'], 'max-sessions-per-client', 1, 1_000_000),
+    proxyProtocol: parsed['proxy-protocol'],
     bootstrap,
   };
 }

@@ -94,6 +94,7 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       handshakeTimeoutMs: options.deadAfterMs,
       maxUnauthenticated: options.maxUnauthenticated,
       pendingAfterHandshake: () => endpoint.pendingLinkCount,
+      proxyProtocol: options.proxyProtocol,
     },
     {
       onConnection: (socket) => {
@@ -105,6 +106,9 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       onLink: (socket, peer) => endpoint.handleConnection(socket, peer),
       onAuthFailure: (peer, reason) => peerFailures.warn({ peer, code: 'ETCP_ERR_AUTH', reason }, 'authentication failed'),
       onSilent: (peer, reason) => logger.warn({ peer, code: 'ETCP_ERR_HANDSHAKE', reason }, 'connection rejected'),
+      onProxyHeaderRefused: (peer, reason) => logger.warn({ peer, code: 'ETCP_ERR_HANDSHAKE', reason }, 'connection rejected'),
+      // A load balancer checks sproxy every few seconds: a line per check only when asked for.
+      onHealthCheck: (peer, detail) => logger.debug({ peer, detail }, 'connection closed before a link: a health check?'),
     },
   );
   let address: AddressInfo;
@@ -119,7 +123,11 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
   // Failing to listen is fatal (the caller says why); later errors are logged and survived.
   server.on('error', (error) => logger.error({ reason: describeError(error) }, 'listener error'));
   logger.info(
-    { listen: formatHostPort({ host: address.address, port: address.port }), target: formatHostPort(options.target) },
+    {
+      listen: formatHostPort({ host: address.address, port: address.port }),
+      target: formatHostPort(options.target),
+      ...(options.proxyProtocol ? { proxyProtocol: 'v2 header required' } : {}),
+    },
     'sproxy listening; sessions go to the target',
   );
 

@@ -4,8 +4,10 @@ import type { Duplex } from 'node:stream';
 import { GoAwayCode, LINK_SESSION_ID, PacketType } from '../protocol/constants.js';
 import { encodeHeader } from '../protocol/header.js';
 import { encodeReason } from '../protocol/messages.js';
+import { ProxyCommand } from '../protocol/proxy-v2.js';
 import { describeError } from '../support/logger.js';
 import { adoptDirectReads } from './direct-reads.js';
+import { proxiedPeer, ProxyHeaderReader, type ProxyHeaderOutcome } from './proxy-header-reader.js';
 import {
   derivePsk,
   isTlsProtocolError,
@@ -18,6 +20,11 @@ import {
   type WithHighWaterMark,
 } from './tls-psk.js';
 
+/**
+ * What the handlers are told about each connection. `peer` is the address a PROXY header named
+ * (with `proxyProtocol`), once it has been read, and the TCP peer otherwise: onConnection and
+ * onLimit, which come before the header, and onProxyHeaderRefused, always get the TCP peer.
+ */
 export interface LinkServerHandlers {
   /**
    * A connection is ready to carry the protocol (after the TLS handshake, if any). `tcp` is the
@@ -35,6 +42,16 @@ export interface LinkServerHandlers {
   onConnection(socket: Socket, peer: string): boolean;
   /** A connection was refused because `maxUnauthenticated` were already waiting. */
   onLimit(peer: string, limit: number): void;
+  /**
+   * With `proxyProtocol`: a connection refused for its PROXY header, which was missing, malformed,
+   * cut short by a close, or not complete within the handshake deadline.
+   */
+  onProxyHeaderRefused?(peer: string, reason: string): void;
+  /**
+   * With `proxyProtocol`: a connection that ended without carrying a link as a load balancer's
+   * health check does (opened and closed; a LOCAL header and nothing after it): no warning.
+   */
+  onHealthCheck?(peer: string, detail: string): void;
 }
 
 export interface LinkServerOptions {
@@ -46,6 +63,12 @@ export interface LinkServerOptions {
    */
   maxUnauthenticated: number;
   pendingAfterHandshake: () => number;
+  /**
+   * Every connection must begin with a PROXY protocol v2 header (a load balancer's, such as
+   * HAProxy's send-proxy-v2; PROTOCOL.md §0.1), read before the first byte is looked at, within
+   * the same deadline and counted against the same limit. Off by default.
+   */
+  proxyProtocol?: boolean;
 }
 
 /** First byte of every TLS connection: a handshake record. */
@@ -72,7 +95,9 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
   /** TCP connections whose first bytes or TLS handshake are still awaited. */
   const handshaking = new Set<Socket>();
   return netCreateServer({ noDelay: true, highWaterMark: LINK_SOCKET_HIGH_WATER_BYTES }, (socket) => {
-    const peer = peerOf(socket);
+    const tcpPeer = peerOf(socket);
+    /** Who the handlers are told of: the TCP peer until a PROXY header names another. */
+    let peer = tcpPeer;
     if (handshaking.size + options.pendingAfterHandshake() >= options.maxUnauthenticated) {
       handlers.onLimit(peer, options.maxUnauthenticated);
       socket.destroy();
@@ -83,6 +108,8 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
       return;
     }
     handshaking.add(socket);
+    /** With proxyProtocol, the header's reader until the stream after the header has begun. */
+    let proxyHeader: ProxyHeaderReader | null = null;
     const refuse = (reason: string, goAway: Buffer | null): void => {
       handlers.onAuthFailure(peer, reason);
       if (goAway === null) {
@@ -95,6 +122,23 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
       setTimeout(() => socket.destroy(), Math.min(1000, options.handshakeTimeoutMs)).unref();
     };
     const timer = setTimeout(() => {
+      if (proxyHeader !== null) {
+        const header = proxyHeader.header;
+        proxyHeader.stop();
+        proxyHeader = null;
+        if (header === null) {
+          handlers.onProxyHeaderRefused?.(tcpPeer, `no complete PROXY protocol v2 header within ${options.handshakeTimeoutMs} ms`);
+          socket.destroy();
+          return;
+        }
+        peer = proxiedPeer(header) ?? tcpPeer;
+        if (header.command === ProxyCommand.Local) {
+          handlers.onHealthCheck?.(peer, `a LOCAL PROXY header, then nothing within ${options.handshakeTimeoutMs} ms`);
+          socket.destroy();
+          return;
+        }
+        // A client's header and nothing after it: the client is silent, as below.
+      }
       if (psk !== null) {
         refuse(`no TLS handshake within ${options.handshakeTimeoutMs} ms`, null);
         return;
@@ -113,16 +157,9 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
       handshaking.delete(socket);
       handlers.onLink(linkSocket, peer, socket);
     };
-    // Reading the first byte has a cost on a TLS link: Node's TLS layer sizes the first buffer of
-    // its input ring by the first bytes it is given (the peeked ClientHello: 1 KiB) and reuses it,
-    // so it then reads the link 1 KiB and 16 KiB at a time, ~115,000 reads per GB where a socket
-    // it reads from the start takes ~25,000 (64 and 16 KiB), some 200 ms of CPU per GB (Node
-    // 20-26). Kept: the plain GOAWAY needs the byte, and Node cannot peek without consuming.
-    socket.once('readable', () => {
-      const first = socket.read(1) as Buffer | null;
-      if (first === null) return;
-      socket.unshift(first);
-      const speaksTls = first[0] === TLS_HANDSHAKE_RECORD;
+    /** The first byte of the link is readable (and still in the socket's buffer): `first`. */
+    const startLink = (first: number): void => {
+      const speaksTls = first === TLS_HANDSHAKE_RECORD;
       if (psk === null) {
         if (speaksTls) refuse('spoke TLS: this sproxy has no shared secret (give it the same --secret-file as cproxy)', null);
         else {
@@ -155,6 +192,8 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
           return keyInUse ? psk : null;
         },
       };
+      // Bytes already in the socket's buffer (the peeked byte, or what followed a PROXY header)
+      // are taken by the TLS socket first.
       const tlsSocket = new TLSSocket(socket, tlsOptions);
       let authenticated = false;
       tlsSocket.once('secure', () => {
@@ -168,8 +207,46 @@ export function createLinkServer(options: LinkServerOptions, handlers: LinkServe
         clearTimeout(timer);
         refuse(describeHandshakeFailure(keyInUse, offeredIdentity, error), null);
       });
+    };
+    if (options.proxyProtocol === true) {
+      proxyHeader = new ProxyHeaderReader(socket, (outcome) => {
+        proxyHeader = null;
+        if (outcome.kind === 'stream') {
+          peer = proxiedPeer(outcome.header) ?? tcpPeer;
+          startLink(outcome.first);
+          return;
+        }
+        clearTimeout(timer);
+        reportNoStream(outcome, tcpPeer, handlers);
+        socket.destroy();
+      });
+      return;
+    }
+    // Reading the first byte has a cost on a TLS link: Node's TLS layer sizes the first buffer of
+    // its input ring by the first bytes it is given (the peeked ClientHello: 1 KiB) and reuses it,
+    // so it then reads the link 1 KiB and 16 KiB at a time, ~115,000 reads per GB where a socket
+    // it reads from the start takes ~25,000 (64 and 16 KiB), some 200 ms of CPU per GB (Node
+    // 20-26). Kept: the plain GOAWAY needs the byte, and Node cannot peek without consuming.
+    socket.once('readable', () => {
+      const first = socket.read(1) as Buffer | null;
+      if (first === null) return;
+      socket.unshift(first);
+      startLink(first[0] as number);
     });
   });
+}
+
+/** Tells the handlers of a connection that ended at or just after its PROXY header. */
+function reportNoStream(outcome: Exclude<ProxyHeaderOutcome, { kind: 'stream' }>, tcpPeer: string, handlers: LinkServerHandlers): void {
+  if (outcome.kind === 'invalid') {
+    handlers.onProxyHeaderRefused?.(tcpPeer, `no valid PROXY protocol v2 header: ${outcome.reason}`);
+  } else if (outcome.header !== null) {
+    handlers.onHealthCheck?.(proxiedPeer(outcome.header) ?? tcpPeer, 'closed after its PROXY header, before the link began');
+  } else if (outcome.bytesReceived === 0) {
+    handlers.onHealthCheck?.(tcpPeer, 'closed without sending anything');
+  } else {
+    handlers.onProxyHeaderRefused?.(tcpPeer, `closed ${outcome.bytesReceived} bytes into its PROXY protocol v2 header`);
+  }
 }
 
 /**

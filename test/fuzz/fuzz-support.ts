@@ -2,7 +2,7 @@
  * Shared pieces of the fuzz suite (test/fuzz/*.fuzz.test.ts): run counts and seed, generators of
  * valid and mutated link streams, chunkings, a naive reference decoder, error and memory checks.
  *
- * Run counts: FUZZ_RUNS is the number of generated inputs over the whole suite (both files); each
+ * Run counts: FUZZ_RUNS is the number of generated inputs over the whole suite (every file); each
  * property takes a fixed share of it. FUZZ_SEED fixes the fast-check seed (each property adds its
  * own offset, so that they do not all draw the same values). A failure prints the seed and path
  * to replay it: FUZZ_SEED=<seed> npx vitest run test/fuzz.
@@ -36,12 +36,16 @@ export const FUZZ_SEED = envInteger('FUZZ_SEED', 0x5eed_7c9);
  * costs about a hundred decoder runs, which is why it gets a small share.
  */
 const SHARES = {
-  decoderRandomBytes: 0.2,
-  decoderMutatedStreams: 0.3,
+  decoderRandomBytes: 0.17,
+  decoderMutatedStreams: 0.25,
   decoderChangingLimit: 0.1,
   decoderLargeFrames: 0.05,
   helloPayloads: 0.25,
   serverConnections: 0.1,
+  // The PROXY header codec (proxy-v2.fuzz.test.ts): a header is tiny and decodes in microseconds.
+  proxyHeaderRandomBytes: 0.03,
+  proxyHeaderMutated: 0.03,
+  proxyHeaderRoundTrip: 0.02,
 } as const;
 
 export type FuzzProperty = keyof typeof SHARES;

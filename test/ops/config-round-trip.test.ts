@@ -65,6 +65,7 @@ const SPROXY_SETTINGS: Record<string, string | string[] | boolean> = {
   'max-unauthenticated': '64',
   'max-clients': '10',
   'max-sessions-per-client': '20',
+  'proxy-protocol': true,
   ...LINK_SETTINGS,
   'log-level': 'warn',
   'log-format': 'pretty',
