@@ -50,8 +50,8 @@ export function serverMetrics(endpoint: ServerEndpoint): ProxyMetrics {
 
 /**
  * The link server's handlers, with the connections it refuses before the endpoint sees them
- * (a failed TLS handshake, silence, the unauthenticated limit) counted as refused links; as they
- * are without metrics.
+ * (a failed TLS handshake, silence, the unauthenticated limit, a bad PROXY header) counted as
+ * refused links; as they are without metrics. A load balancer's health checks are not refusals.
  */
 export function countingRefusals(handlers: LinkServerHandlers, metrics: ProxyMetrics | null): LinkServerHandlers {
   if (metrics === null) return handlers;
@@ -69,6 +69,10 @@ export function countingRefusals(handlers: LinkServerHandlers, metrics: ProxyMet
     onLimit: (peer, limit) => {
       metrics.linkDown('ETCP_ERR_LIMIT');
       handlers.onLimit(peer, limit);
+    },
+    onProxyHeaderRefused: (peer, reason) => {
+      metrics.linkDown('ETCP_ERR_HANDSHAKE');
+      handlers.onProxyHeaderRefused?.(peer, reason);
     },
   };
 }

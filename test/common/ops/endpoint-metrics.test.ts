@@ -83,7 +83,7 @@ describe('the endpoints\' metrics', () => {
     }
   });
 
-  it('a link server\'s refusals are counted as refused links, the failed authentications also as such, and still handled as before', () => {
+  it('a link server\'s refusals are counted as refused links, the failed authentications also as such, health checks not at all, and all still handled as before', () => {
     const calls: string[] = [];
     const handlers: LinkServerHandlers = {
       onLink: () => calls.push('link'),
@@ -91,6 +91,8 @@ describe('the endpoints\' metrics', () => {
       onSilent: (peer, reason) => calls.push(`silent ${peer} ${reason}`),
       onConnection: () => true,
       onLimit: (peer, limit) => calls.push(`limit ${peer} ${limit}`),
+      onProxyHeaderRefused: (peer, reason) => calls.push(`proxy header ${peer} ${reason}`),
+      onHealthCheck: (peer, detail) => calls.push(`health check ${peer} ${detail}`),
     };
     expect(countingRefusals(handlers, null)).toBe(handlers);
     const rig = Rig.memory();
@@ -100,9 +102,11 @@ describe('the endpoints\' metrics', () => {
     counted.onAuthFailure('p:2', 'wrong key');
     counted.onSilent('p:3', 'said nothing');
     counted.onLimit('p:4', 128);
-    expect(calls).toEqual(['auth p:1 wrong key', 'auth p:2 wrong key', 'silent p:3 said nothing', 'limit p:4 128']);
+    counted.onProxyHeaderRefused?.('p:5', 'no PROXY header');
+    counted.onHealthCheck?.('p:6', 'LOCAL');
+    expect(calls).toEqual(['auth p:1 wrong key', 'auth p:2 wrong key', 'silent p:3 said nothing', 'limit p:4 128', 'proxy header p:5 no PROXY header', 'health check p:6 LOCAL']);
     return scrapeOf(metrics).then((scrape) => {
-      expect(scrape.byLabel(name('link_downs_total'), 'reason')).toEqual({ ETCP_ERR_AUTH: 2, ETCP_ERR_HANDSHAKE: 1, ETCP_ERR_LIMIT: 1 });
+      expect(scrape.byLabel(name('link_downs_total'), 'reason')).toEqual({ ETCP_ERR_AUTH: 2, ETCP_ERR_HANDSHAKE: 2, ETCP_ERR_LIMIT: 1 });
       expect(scrape.value(name('auth_failures_total'))).toBe(2);
     });
   });
