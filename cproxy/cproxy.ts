@@ -8,6 +8,8 @@ import { listenOn } from '../common/transport/listen.js';
 import { describeError, type Logger } from '../common/support/logger.js';
 import { dialLink } from '../common/transport/dial-link.js';
 import { serveSocks } from '../common/forwarding/socks-server.js';
+import { clientMetrics } from '../common/ops/endpoint-metrics.js';
+import { serveMetrics, type MetricsServer } from '../common/ops/metrics-server.js';
 import { startRemoteForwards } from './remote-forwards.js';
 import { CLIENT_ID_BYTES, SERVER_SESSION_ID_BIT } from '../common/protocol/constants.js';
 import type { CproxyOptions } from './cli.js';
@@ -49,6 +51,8 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
       expressLane: options.expressLane,
     },
   });
+  // Counting from the first event on: the endpoint is dialling already.
+  const metrics = options.metrics === null ? null : clientMetrics(endpoint);
   const userSockets = new Set<Socket>();
   const remoteTargetSockets = startRemoteForwards(options.remoteForwards, endpoint, logger);
   endpoint.on('session-finished', (session, reason, detail) => {
@@ -65,6 +69,7 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
   }
   // Every forward's listener, in order; one that cannot listen is fatal (the caller says why).
   const listeners: Array<{ server: Server; address: AddressInfo }> = [];
+  let metricsServer: MetricsServer | null = null;
   const services: Array<{ listen: HostPort; serve: Serve; fields: Record<string, unknown> }> = [
     ...options.forwards.map(({ listen, target }) => {
       const name = target === null ? undefined : formatHostPort(target);
@@ -82,6 +87,7 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
   ];
   try {
     for (const { listen, serve } of services) listeners.push(await listenForward(listen, serve, endpoint, userSockets, logger));
+    if (metrics !== null && options.metrics !== null) metricsServer = await serveMetrics(metrics, options.metrics, logger);
   } catch (error) {
     for (const { server } of listeners) server.close();
     endpoint.close('cproxy could not listen');
@@ -99,7 +105,10 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
     endpoint,
     async close() {
       logger.info({}, 'cproxy shutting down');
-      const closed = Promise.all(listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))));
+      const closed = Promise.all([
+        ...listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))),
+        metricsServer?.close(),
+      ]);
       endpoint.close('cproxy shutting down');
       // The sessions are lost, not finished: the applications get a reset, not an end of stream.
       for (const socket of [...userSockets, ...remoteTargetSockets]) socket.resetAndDestroy();

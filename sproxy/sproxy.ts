@@ -9,6 +9,8 @@ import { RepeatCollapsingLogger } from '../common/support/repeat-collapsing-logg
 import { systemClock } from '../common/support/clock.js';
 import { ServerEndpoint } from '../common/endpoints/server-endpoint.js';
 import { createLinkServer } from '../common/transport/link-server.js';
+import { countingRefusals, serverMetrics } from '../common/ops/endpoint-metrics.js';
+import { serveMetrics, type MetricsServer } from '../common/ops/metrics-server.js';
 import type { SproxyOptions } from './cli.js';
 
 export interface RunningSproxy {
@@ -37,6 +39,7 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       maxSessionsPerClient: options.maxSessionsPerClient,
     },
   });
+  const metrics = options.metrics === null ? null : serverMetrics(endpoint);
   const targetSockets = new Set<Socket>();
   const linkSockets = new Set<Socket>();
   const defaultTarget = formatHostPort(options.target);
@@ -96,7 +99,7 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       pendingAfterHandshake: () => endpoint.pendingLinkCount,
       proxyProtocol: options.proxyProtocol,
     },
-    {
+    countingRefusals({
       onConnection: (socket) => {
         linkSockets.add(socket);
         socket.once('close', () => linkSockets.delete(socket));
@@ -109,13 +112,16 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
       onProxyHeaderRefused: (peer, reason) => logger.warn({ peer, code: 'ETCP_ERR_HANDSHAKE', reason }, 'connection rejected'),
       // A load balancer checks sproxy every few seconds: a line per check only when asked for.
       onHealthCheck: (peer, detail) => logger.debug({ peer, detail }, 'connection closed before a link: a health check?'),
-    },
+    }, metrics),
   );
   let address: AddressInfo;
+  let metricsServer: MetricsServer | null = null;
   try {
     address = await listenOn(server, options.listen);
+    if (metrics !== null && options.metrics !== null) metricsServer = await serveMetrics(metrics, options.metrics, logger);
   } catch (error) {
     // Nothing was served: let go of what was made, so that the caller may try another port.
+    if (server.listening) server.close();
     endpoint.close('sproxy could not listen');
     remoteListeners.close();
     throw error;
@@ -136,7 +142,7 @@ export async function startSproxy(options: SproxyOptions, logger: Logger): Promi
     endpoint,
     async close() {
       logger.info({}, 'sproxy shutting down');
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = Promise.all([new Promise<void>((resolve) => server.close(() => resolve())), metricsServer?.close()]);
       endpoint.close('sproxy shutting down');
       remoteListeners.close();
       for (const socket of targetSockets) socket.resetAndDestroy();

@@ -8,6 +8,8 @@ import { createLink, type Link, type LinkHandler } from '../transport/link.js';
 import { silentLogger, type Logger } from '../support/logger.js';
 import { RepeatCollapsingLogger } from '../support/repeat-collapsing-logger.js';
 import { Multiplexer, type ResumeSummary } from '../engine/multiplexer.js';
+import type { PathEstimate } from '../engine/send-scheduler.js';
+import { createTrafficCounts, type TrafficCounts } from '../engine/traffic-counts.js';
 import { CLIENT_ID_BYTES, PacketType, RESUME_TOKEN_BYTES, type ListenStatus } from '../protocol/constants.js';
 import { encodeReason, type RemoteOpen } from '../protocol/messages.js';
 import type { Frame } from '../protocol/frame-decoder.js';
@@ -65,6 +67,11 @@ export interface ClientEndpointEvents {
   /** The server refused our credentials; sessions were closed. */
   'auth-failed': [error: AuthenticationError];
   /**
+   * The server refused our credentials on one attempt: at each refusal, `inARow` counting them
+   * since the last link up ('auth-failed' follows once AUTHENTICATION_FAILURES_TO_GIVE_UP have).
+   */
+  'auth-refused': [error: AuthenticationError, inARow: number];
+  /**
    * The last pending attempt failed; the next is in `delayMs`. An attempt that fails while others
    * are still pending emits nothing: one of them may yet get through.
    */
@@ -97,6 +104,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
   readonly #failureLog: RepeatCollapsingLogger;
   readonly #clock: Clock;
   readonly #mux: Multiplexer;
+  readonly #traffic = createTrafficCounts();
   #state: OwnState = 'dialing';
   /** The socket of the current link, from the handshake on. */
   #socket: Duplex | null = null;
@@ -147,6 +155,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
       copyWrites: options.copyWrites ?? true,
       confirmOpens: options.confirmOpens ?? false,
       clock: this.#clock,
+      traffic: this.#traffic,
     });
     this.#mux.on('resumed', (summary) => this.#onResumed(summary));
     this.#mux.on('remote-session', (session, open) => {
@@ -235,6 +244,16 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
 
   get sessionCount(): number {
     return this.#mux.sessionCount;
+  }
+
+  /** What the sessions carried so far, every link's together (read, not counted, by the metrics). */
+  get traffic(): Readonly<TrafficCounts> {
+    return this.#traffic;
+  }
+
+  /** The current link's path as measured (fastest round trip, best recent rate); null while no link is up. */
+  get linkPath(): PathEstimate | null {
+    return this.#state === 'up' ? this.#mux.path : null;
   }
 
   /** What roaming did so far: links ended because their address went, probes, second links, switches. */
@@ -447,6 +466,7 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     // An attacker on the path can inject one failure; a wrong secret fails every time. Only a run
     // of them ends the sessions, which still happens within a fraction of a second.
     const failures = ++this.#authenticationFailures;
+    this.emit('auth-refused', error, failures);
     // The 'retry' event still sees the state the failure happened in, as it always did.
     const retryInMs = this.#connector.retryAfterAuthenticationFailure(error.message, failures);
     this.#setState('dialing');

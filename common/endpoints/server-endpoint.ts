@@ -8,6 +8,8 @@ import { createLink, type Link, type LinkHandler } from '../transport/link.js';
 import { silentLogger, type Logger } from '../support/logger.js';
 import { Multiplexer, type ResumeSummary } from '../engine/multiplexer.js';
 import { SendBudget } from '../engine/send-budget.js';
+import type { PathEstimate } from '../engine/send-scheduler.js';
+import { createTrafficCounts, type TrafficCounts } from '../engine/traffic-counts.js';
 import { LINK_SESSION_ID, PacketType, type ListenStatus } from '../protocol/constants.js';
 import type { Frame } from '../protocol/frame-decoder.js';
 import { decodeHello, encodeReason, encodeWelcome, HELLO_PAYLOAD_BYTES, type RemoteOpen } from '../protocol/messages.js';
@@ -92,6 +94,8 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
   readonly #pending = new Set<Link>();
   /** Every client's send queues together are held to the configured budget. */
   readonly #sendBudget: SendBudget;
+  /** What every client's sessions carried, added up by their multiplexers. */
+  readonly #traffic = createTrafficCounts();
   #closed = false;
 
   constructor(options: ServerEndpointOptions = {}) {
@@ -119,6 +123,32 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
 
   get pendingLinkCount(): number {
     return this.#pending.size;
+  }
+
+  /** What the sessions carried so far, every client's and link's together (read, not counted, by the metrics). */
+  get traffic(): Readonly<TrafficCounts> {
+    return this.#traffic;
+  }
+
+  /** Clients with a link up now (the others are away, held for their resume window). */
+  get linkedClientCount(): number {
+    let linked = 0;
+    for (const record of this.#clients.values()) if (record.link !== null) linked++;
+    return linked;
+  }
+
+  /** Sessions open, every client's together. */
+  get sessionCount(): number {
+    let sessions = 0;
+    for (const record of this.#clients.values()) sessions += record.mux.sessionCount;
+    return sessions;
+  }
+
+  /** The path each linked client's link measured (fastest round trip, best recent rate). */
+  linkedClientPaths(): PathEstimate[] {
+    const paths: PathEstimate[] = [];
+    for (const record of this.#clients.values()) if (record.link !== null) paths.push(record.mux.path);
+    return paths;
   }
 
   /**
@@ -257,6 +287,7 @@ export class ServerEndpoint extends EventEmitter<ServerEndpointEvents> {
       maxSessions: this.#config.maxSessionsPerClient,
       clock: this.#clock,
       sendBudget: this.#sendBudget,
+      traffic: this.#traffic,
     });
     const record: ClientRecord = {
       id: clientId,

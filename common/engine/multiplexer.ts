@@ -19,6 +19,7 @@ import type { Link, LinkHandler } from '../transport/link.js';
 import type { EngineConfig } from './config.js';
 import { SendBudget } from './send-budget.js';
 import { EMPTY_PAYLOAD as EMPTY, SendScheduler, type PathEstimate, type Slot } from './send-scheduler.js';
+import { createTrafficCounts, type TrafficCounts } from './traffic-counts.js';
 import { Session, type AckTiming, type FinishReason, type OutputTiming, type SessionOwner } from './session.js';
 
 /** What the multiplexer tells its endpoint. */
@@ -70,6 +71,8 @@ export interface MultiplexerOptions {
   clock?: Clock;
   /** The proxy's memory for send queues, shared with its other links; one of its own by default. */
   sendBudget?: SendBudget;
+  /** What the sessions carried, added up here; shared with the proxy's other multiplexers. Counts of its own by default. */
+  traffic?: TrafficCounts;
 }
 
 /**
@@ -97,6 +100,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
   readonly #clock: Clock;
   readonly #sessions = new Map<number, Slot>();
   readonly #scheduler: SendScheduler;
+  readonly #traffic: TrafficCounts;
   /** The peer's SYNC list for the link being resumed. */
   #peerAcks = new Map<number, number>();
   #link: Link | null = null;
@@ -118,7 +122,8 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#confirmOpens = options.confirmOpens ?? false;
     if (this.#role === 'server') this.#nextSessionId = SERVER_SESSION_ID_BIT;
     this.#clock = options.clock ?? systemClock;
-    this.#scheduler = new SendScheduler({ config: this.#config, clock: this.#clock });
+    this.#traffic = options.traffic ?? createTrafficCounts();
+    this.#scheduler = new SendScheduler({ config: this.#config, clock: this.#clock, traffic: this.#traffic });
     this.#sendBudget = options.sendBudget ?? new SendBudget(this.#config.sendBudgetBytes);
   }
 
@@ -287,6 +292,9 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
         return;
       case PacketType.Data:
       case PacketType.DataAckRequest:
+        this.#traffic.payloadBytesReceived += header.length;
+        this.#onSequenced(type, header.sessionId, header.seq, header.ack, frame.parts);
+        return;
       case PacketType.Fin:
       case PacketType.Reset:
         this.#onSequenced(type, header.sessionId, header.seq, header.ack, frame.parts);
@@ -386,6 +394,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       if (session.ackPending) this.#scheduler.markAckDue(slot);
     }
     this.#peerAcks = new Map();
+    this.#traffic.resentPackets += summary.resentPackets;
     this.emit('resumed', summary);
     this.#scheduler.scheduleFlush();
   }
@@ -460,6 +469,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
       copyWrites: this.#copyWrites,
     });
     this.#sessions.set(id, SendScheduler.slotFor(session));
+    this.#traffic.sessionsOpened++;
     return session;
   }
 

@@ -10,6 +10,7 @@ import type { QueuedPacket } from './retransmit-queue.js';
 import type { AckTiming, OutputTiming, Session } from './session.js';
 import { RttEstimator } from './rtt-estimator.js';
 import { ACK_REQUESTS_PER_BUDGET, ACK_REQUESTS_PER_BUDGET_EXPRESS, SharedLinkBudget } from './shared-link.js';
+import { createTrafficCounts, type TrafficCounts } from './traffic-counts.js';
 
 /** An unsequenced packet for the current link (SYNC, SYNC_END, GOAWAY, a lone ACK). */
 export interface ControlPacket {
@@ -68,6 +69,8 @@ export interface PathEstimate {
 export interface SendSchedulerOptions {
   config: Pick<EngineConfig, 'ackDelayMs' | 'sharedLinkInFlightBytes' | 'sharedLinkHoldMs'>;
   clock: Clock;
+  /** Where the DATA payload bytes written are added up; counts of its own by default. */
+  traffic?: TrafficCounts;
 }
 
 /**
@@ -102,10 +105,12 @@ export class SendScheduler {
   readonly #sharedLink: SharedLinkBudget;
   /** The link's smoothed round trip and its deviation, for how late an ack may be. */
   readonly #rtt = new RttEstimator();
+  readonly #traffic: TrafficCounts;
 
   constructor(options: SendSchedulerOptions) {
     this.#config = options.config;
     this.#clock = options.clock;
+    this.#traffic = options.traffic ?? createTrafficCounts();
     this.#sharedLink = new SharedLinkBudget({ floorBytes: this.#config.sharedLinkInFlightBytes, holdMs: this.#config.sharedLinkHoldMs });
   }
 
@@ -404,6 +409,7 @@ export class SendScheduler {
         this.#sharedLink.noteSent(slot, now);
         const type = this.#typeToWrite(slot, packet, budget, now, express === null ? ACK_REQUESTS_PER_BUDGET : ACK_REQUESTS_PER_BUDGET_EXPRESS);
         lane.writePacket(type, session.id, packet.seq, session.takeAck(), packet.payload);
+        if (type === PacketType.Data || type === PacketType.DataAckRequest) this.#traffic.payloadBytesSent += packet.payload.length;
         // The ack rode on this packet: the session's entries in the ack queues are stale.
         slot.ackDue = slot.ackDelayed = false;
       }

@@ -6,6 +6,7 @@ import { DEFAULT_ENGINE_CONFIG } from '../engine/config.js';
 import { ConfigError } from '../support/errors.js';
 import { MAX_PAYLOAD_BYTES } from '../protocol/constants.js';
 import { validateSecret } from '../transport/tls-psk.js';
+import { parseHostPort, type HostPort } from '../transport/address.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log-setup.js';
 import { secretFileModeWarning, type SecretFileWarning } from './secret-file-mode.js';
 
@@ -26,7 +27,12 @@ export interface SharedCliOptions {
   sendBudgetBytes: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
+  /** Where to serve GET /metrics (Prometheus text format); null: no metrics server. */
+  metrics: HostPort | null;
 }
+
+/** The host --metrics listens on when it is given a port alone: metrics are for this machine unless asked otherwise. */
+export const METRICS_DEFAULT_HOST = '127.0.0.1';
 
 /** The flags that may be given more than once (yargs `array: true`), each with its aliases. */
 export const REPEATABLE_FLAGS: ReadonlySet<string> = new Set(['local-forward', 'localForward', 'L', 'dynamic-forward', 'dynamicForward', 'D', 'remote-forward', 'remoteForward', 'R', 'allow', 'allow-listen', 'allowListen', 'ssh-option', 'sshOption']);
@@ -98,6 +104,13 @@ export function addSharedOptions<T>(argv: Argv<T>) {
       choices: LOG_FORMATS,
       default: 'auto' as LogFormat,
       describe: 'log lines on stderr: readable, JSON, or readable only on a terminal',
+    })
+    .option('metrics', {
+      type: 'string',
+      describe:
+        `serve Prometheus metrics (GET /metrics) on [HOST:]PORT (${METRICS_DEFAULT_HOST} if no HOST; ` +
+        'port 0: any free port, logged); none by default',
+      requiresArg: true,
     });
 }
 
@@ -180,6 +193,7 @@ export function readSharedOptions(args: Record<string, unknown>): SharedCliOptio
     sendBudgetBytes: parsePositiveInteger(args['send-budget'] as string, 'send-budget', 1, 1024 * 1024) * 1024 * 1024,
     logLevel: args['log-level'] as LogLevel,
     logFormat: args['log-format'] as LogFormat,
+    metrics: args['metrics'] === undefined ? null : parseHostPort(String(args['metrics']), '--metrics', METRICS_DEFAULT_HOST, true),
   };
 }
 

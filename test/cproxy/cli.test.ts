@@ -40,6 +40,18 @@ describe('cproxy command line', () => {
     expect(options.logLevel).toBe('debug');
   });
 
+  it('serves metrics only when --metrics is given: a port alone on 127.0.0.1, port 0 for any free one, a bad address in one line', () => {
+    expect(parseCproxyArgs([]).metrics).toBeNull();
+    expect(parseCproxyArgs(['--metrics', '9100']).metrics).toEqual({ host: '127.0.0.1', port: 9100 });
+    expect(parseCproxyArgs(['--metrics', '0']).metrics).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(parseCproxyArgs(['--metrics', '0.0.0.0:9100']).metrics).toEqual({ host: '0.0.0.0', port: 9100 });
+    expect(parseCproxyArgs(['--metrics', '[::1]:9100']).metrics).toEqual({ host: '::1', port: 9100 });
+    expect(() => parseCproxyArgs(['--metrics', 'lots'])).toThrow(ConfigError);
+    expect(() => parseCproxyArgs(['--metrics', 'lots'])).toThrow('--metrics: "lots" is not a port number');
+    expect(() => parseCproxyArgs(['--metrics', '70000'])).toThrow('--metrics: port 70000 is out of range');
+    expect(() => parseCproxyArgs(['--metrics'])).toThrow(UsageError);
+  });
+
   it('lowers the default --connect-stagger to a shorter --connect-timeout', () => {
     expect(parseCproxyArgs(['--connect-timeout', '200']).connectStaggerMs).toBe(200);
     expect(parseCproxyArgs(['--connect-timeout', '400']).connectStaggerMs).toBe(250);

@@ -94,6 +94,8 @@ class TestClient {
   readonly downs: EternalError[] = [];
   readonly retries: RetryInfo[] = [];
   readonly authFailures: AuthenticationError[] = [];
+  /** Each refusal's count in a row ('auth-refused'), with its error's code. */
+  readonly authRefusals: Array<[string, number]> = [];
   readonly finished: Finished[] = [];
   readonly #sessionErrors = new Map<Session, Error[]>();
 
@@ -124,6 +126,7 @@ class TestClient {
     endpoint.on('down', (error) => this.downs.push(error));
     endpoint.on('retry', (info) => this.retries.push(info));
     endpoint.on('auth-failed', (error) => this.authFailures.push(error));
+    endpoint.on('auth-refused', (error, inARow) => this.authRefusals.push([error.code, inARow]));
     endpoint.on('session-finished', (session, reason, detail) => this.finished.push({ session, reason, detail }));
   }
 
@@ -223,6 +226,7 @@ describe('resume authentication: a client id alone gets nothing', () => {
     // by an attacker on the path, so the client tries again before it gives up on its sessions.
     const refusal = `sproxy refused the link: ${wrongTokenMessage(clientId)}`;
     expect(impostor.retries).toEqual([{ attempt: 1, delayMs: 50, error: refusal }]);
+    expect(impostor.authRefusals).toEqual([['ETCP_ERR_AUTH', 1]]);
     expect(impostor.authFailures).toEqual([]);
     expect(impostor.endpoint.authenticationFailed).toBe(false);
     expect(impostor.ups).toEqual([]);
@@ -240,6 +244,8 @@ describe('resume authentication: a client id alone gets nothing', () => {
     expect(server.linkDowns.map((d) => [d.peer, d.error.code, d.error.message])).toEqual(
       [1, 2, 3].map((n) => [`impostor-${n}`, 'ETCP_ERR_AUTH', wrongTokenMessage(clientId)]),
     );
+    // Each refusal is told as it comes (the metrics count them), the giving up once.
+    expect(impostor.authRefusals).toEqual([['ETCP_ERR_AUTH', 1], ['ETCP_ERR_AUTH', 2], ['ETCP_ERR_AUTH', 3]]);
     const [authFailure] = impostor.authFailures;
     expect(authFailure).toBeInstanceOf(AuthenticationError);
     expect(authFailure?.code).toBe('ETCP_ERR_AUTH');
