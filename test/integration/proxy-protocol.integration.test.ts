@@ -49,7 +49,9 @@ async function rawConnection(port: number): Promise<{ socket: Socket; peer: stri
   socket.on('error', () => {}); // a reset is one way of being refused
   await once(socket, 'connect');
   socket.resume();
-  return { socket, peer: `127.0.0.1:${socket.localPort}`, closed: once(socket, 'close') };
+  // Not events.once: it rejects on 'error', and a reset is how some refusals end.
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return { socket, peer: `127.0.0.1:${socket.localPort}`, closed };
 }
 
 describe.each([

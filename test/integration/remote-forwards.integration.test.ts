@@ -86,6 +86,8 @@ describe('remote forwards: cproxy -R, sproxy listening for the client', () => {
     ]);
     defer(() => restarted.stop());
     await restarted.waitForLog((line) => line.msg === 'remote forward listening on sproxy');
+    // sproxy's line comes through its own stderr, which may reach us after cproxy's.
+    await sproxy.proc.waitForLog((line) => line.msg === 'remote forward taken over: its client is away', 5000);
     expect(sproxy.proc.countLogs((line) => line.msg === 'remote forward taken over: its client is away')).toBe(1);
     const user = await connectTo(reversePort);
     defer(() => user.destroy());
