@@ -109,10 +109,11 @@ export async function startCproxy(options: CproxyOptions, logger: Logger): Promi
         ...listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))),
         metricsServer?.close(),
       ]);
-      endpoint.close('cproxy shutting down');
+      const goneAway = endpoint.close('cproxy shutting down');
       // The sessions are lost, not finished: the applications get a reset, not an end of stream.
       for (const socket of [...userSockets, ...remoteTargetSockets]) socket.resetAndDestroy();
-      await closed;
+      // The process exits once this resolves: only then is the GOAWAY sure to be out.
+      await Promise.all([closed, goneAway]);
     },
   };
 }

@@ -3,7 +3,7 @@ import { formatPortRange } from '../common/ops/bootstrap-line.js';
 import { validateSecret } from '../common/transport/tls-psk.js';
 import { formatHostPort } from '../common/transport/address.js';
 import type { Logger } from '../common/support/logger.js';
-import { readHexSecret } from './bootstrap.js';
+import { readSecretLine } from './bootstrap.js';
 import type { BootstrapOptions, SproxyOptions } from './cli.js';
 import { startSproxy, type RunningSproxy } from './sproxy.js';
 
@@ -23,7 +23,7 @@ export const FIRST_CLIENT_WAIT_MS = 60_000;
  * stayed away for the resume window, or never came, or a signal stops it. Resolves with the exit status.
  */
 export async function serveBootstrap(options: SproxyOptions, bootstrap: BootstrapOptions, logger: Logger): Promise<number> {
-  const secret = validateSecret(await readHexSecret(process.stdin), 'the bootstrap');
+  const secret = validateSecret(await readSecretLine(process.stdin), 'the bootstrap');
   const running = await listenInRange({ ...options, secret }, bootstrap, logger);
   if (running === null) {
     const reason = `no free port in ${formatPortRange(bootstrap.portRange)} to listen on (all in use; give another --port-range)`;

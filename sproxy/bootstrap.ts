@@ -9,8 +9,18 @@ import { encodeBootstrapLine } from '../common/ops/bootstrap-line.js';
 import { validateSecret } from '../common/transport/tls-psk.js';
 import type { BootstrapOptions } from './cli.js';
 
-/** Bytes of a secret the bootstrap makes: 256 bits, as the README asks of a hand-made one. */
+/** Random bytes in a secret the bootstrap makes: 256 bits, as the README asks of a hand-made one. */
 const BOOTSTRAP_SECRET_BYTES = 32;
+
+/**
+ * A fresh secret: 32 random bytes written as 64 hex digits, and those digits are the secret, as
+ * `openssl rand -hex 32 > FILE` makes one for --secret-file. Text rather than the raw bytes, so
+ * that it means the same wherever it goes: a secret file drops white space at its ends, which a
+ * raw secret may begin or end with.
+ */
+function makeSecret(): Buffer {
+  return Buffer.from(randomBytes(BOOTSTRAP_SECRET_BYTES).toString('hex'), 'ascii');
+}
 
 /** The flag that makes the child the serving half (cli.ts keeps it out of --help). */
 const SERVE_FLAG = '--bootstrap-child';
@@ -26,7 +36,7 @@ const SERVE_FLAG = '--bootstrap-child';
  * Resolves with the exit status; a failure of the child's start comes on stderr as one line.
  */
 export async function announceBootstrap(args: readonly string[], bootstrap: BootstrapOptions): Promise<number> {
-  const secret = bootstrap.secretFromStdin ? validateSecret(await readHexSecret(process.stdin), 'stdin') : randomBytes(BOOTSTRAP_SECRET_BYTES);
+  const secret = bootstrap.secretFromStdin ? validateSecret(await readSecretLine(process.stdin), 'stdin') : makeSecret();
   const logFd = openLogFile(bootstrap.logFile);
   const script = process.argv[1];
   if (script === undefined) throw new Error('cannot tell which script runs sproxy');
@@ -35,7 +45,7 @@ export async function announceBootstrap(args: readonly string[], bootstrap: Boot
     stdio: ['pipe', 'ignore', logFd, 'pipe'],
   });
   closeSync(logFd);
-  child.stdin?.end(`${secret.toString('hex')}\n`);
+  child.stdin?.end(Buffer.concat([secret, Buffer.from('\n')]));
   const status = await firstStatusLine(child.stdio[3] as Readable, new Promise<number | null>((resolve) => child.once('exit', resolve)));
   if (status.kind === 'listening') {
     await new Promise<void>((resolve) => process.stdout.write(encodeBootstrapLine({ port: status.port, secret, logFile: bootstrap.logFile }), () => resolve()));
@@ -81,14 +91,22 @@ function openLogFile(file: string): number {
   }
 }
 
-/** The secret as one line of hex on `input` (--secret-stdin, and the serving half's stdin). */
-export async function readHexSecret(input: Readable): Promise<Buffer> {
-  let text = '';
+/**
+ * The secret as the first line of `input` (--secret-stdin, and the serving half's stdin), white
+ * space at its ends dropped as a secret file's is: the same line in a file would give the same key.
+ */
+export async function readSecretLine(input: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
   for await (const chunk of input) {
-    text += Buffer.isBuffer(chunk) ? chunk.toString('latin1') : String(chunk);
-    if (text.includes('\n') || text.length > 4096) break;
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+    chunks.push(bytes);
+    length += bytes.length;
+    if (bytes.includes(0x0a) || length > 4096) break;
   }
-  const line = (text.split('\n')[0] ?? '').trim();
-  if (!/^([0-9a-fA-F]{2})+$/.test(line)) throw new ConfigError('the secret on stdin must be one line of hex digits');
-  return Buffer.from(line, 'hex');
+  const text = Buffer.concat(chunks);
+  const end = text.indexOf(0x0a);
+  const line = (end < 0 ? text : text.subarray(0, end)).toString('latin1').trim();
+  if (line === '') throw new ConfigError('no secret on stdin: give it as one line');
+  return Buffer.from(line, 'latin1');
 }

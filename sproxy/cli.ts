@@ -114,7 +114,7 @@ function parseSproxyWords(args: string[]): SproxyOptions {
       .option('secret-stdin', {
         type: 'boolean',
         default: false,
-        describe: 'with --bootstrap: read the secret (hex) from stdin instead of making one',
+        describe: 'with --bootstrap: read the secret (its first line) from stdin instead of making one',
       })
       .option('log-file', {
         type: 'string',

@@ -21,6 +21,9 @@ import { localAddressOf, readWelcome, SecondLink, sendHello } from './second-lin
 import type { FinishReason, Session } from '../engine/session.js';
 
 export type { Dialer } from './connector.js';
+
+/** How long close() waits for its GOAWAY to leave the process, at most: a stuck socket must not hold an exit. */
+export const GOAWAY_FLUSH_BOUND_MS = 1000;
 export type { RoamingCounts } from './path-watch.js';
 
 export interface ClientEndpointOptions {
@@ -304,10 +307,13 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
 
   /**
    * Stops for good: tells the server (GOAWAY) so that it releases our sessions, resets the local
-   * sessions and stops redialling. Idempotent.
+   * sessions and stops redialling. Idempotent. Resolves once the GOAWAY is out of the process (or
+   * GOAWAY_FLUSH_BOUND_MS passed): a program that exits right after close() would drop it
+   * otherwise, and the server would hold the sessions for the resume window (a bootstrap sproxy
+   * would stay up that long).
    */
-  close(reason = 'client shutting down'): void {
-    if (this.#state === 'closed') return;
+  close(reason = 'client shutting down'): Promise<void> {
+    if (this.#state === 'closed') return Promise.resolve();
     this.#setState('closed');
     this.#pathWatch.stop();
     this.#expressLane?.stop();
@@ -316,9 +322,13 @@ export class ClientEndpoint extends EventEmitter<ClientEndpointEvents> implement
     this.#failureLog.flush(); // the counts still open, before the last line
     this.#resumeWindowTimer?.cancel();
     this.#mux.loseAll(reason);
-    if (this.#link !== null && this.#mux.link === this.#link) this.#mux.sendGoAway(reason);
+    if (this.#link !== null && this.#mux.link === this.#link) {
+      this.#mux.sendGoAway(reason);
+      return this.#link.finish(new ClosedError(reason), GOAWAY_FLUSH_BOUND_MS);
+    }
     this.#link?.fail(new ClosedError(reason));
     this.#socket?.destroy();
+    return Promise.resolve();
   }
 
   #startHandshake(socket: Duplex): void {

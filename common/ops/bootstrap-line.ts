@@ -7,7 +7,7 @@ import { ConfigError } from '../support/errors.js';
  * where it logs. ssh carries it back over its encrypted channel; nothing else ever holds the
  * secret outside the two processes' memory (not an argument, not the environment, not a log).
  *
- *   eternal-tcp-bootstrap {"version":1,"port":2022,"secret":"<64 hex digits>","log":"/root/.local/state/eternal-tcp/sproxy-bootstrap.log"}
+ *   eternal-tcp-bootstrap {"version":1,"port":2022,"secret":"<the secret's bytes in hex>","log":"/root/.local/state/eternal-tcp/sproxy-bootstrap.log"}
  *
  * A prefix and then JSON: a login script may print banners on stdout before it, and the reader
  * skips every line without the prefix.

@@ -177,6 +177,28 @@ export class Link {
   }
 
   /**
+   * Ends the link with `error` after what was written: the socket is ended (FIN once its writes
+   * are out) rather than destroyed, which would drop them. Resolves once they are out (the
+   * socket's 'finish'), it closed, or `boundMs` passed, whichever comes first.
+   */
+  finish(error: EternalError, boundMs: number): Promise<void> {
+    if (this.#state !== 'up') return Promise.resolve();
+    const socket = this.#socket;
+    const flushed = new Promise<void>((resolve) => {
+      const timer = this.#clock.setTimeout(() => resolve(), boundMs);
+      const done = (): void => {
+        timer.cancel();
+        resolve();
+      };
+      socket.once('finish', done);
+      socket.once('close', done);
+    });
+    socket.end();
+    this.#goDown(error, false);
+    return flushed;
+  }
+
+  /**
    * Ends the link after telling the peer why, in a GOAWAY that must not be lost: the socket is
    * ended (FIN) rather than reset, since a reset may discard what the peer has not read yet.
    */

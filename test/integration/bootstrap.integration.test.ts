@@ -128,11 +128,12 @@ describe('sproxy --bootstrap', () => {
   it('prints one line and exits; the sproxy it leaves serves one client, refuses others and a wrong secret, and exits after the clean exit', async () => {
     const target = await echoTarget();
     const { announcement, pid, logFile } = await announced(target);
-    expect(announcement.secret.length).toBe(32);
-    const hex = announcement.secret.toString('hex');
+    // 32 random bytes in hex: the digits are the secret, as `openssl rand -hex 32` makes one.
+    const text = announcement.secret.toString('latin1');
+    expect(text).toMatch(/^[0-9a-f]{64}$/);
     // Only the two halves' memory and the line have held the secret: no argument, no environment.
-    expect(readFileSync(`/proc/${pid}/cmdline`, 'latin1')).not.toContain(hex);
-    expect(readFileSync(`/proc/${pid}/environ`, 'latin1')).not.toContain(hex);
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'latin1')).not.toContain(text);
+    expect(readFileSync(`/proc/${pid}/environ`, 'latin1')).not.toContain(text);
 
     const first = await cproxyWith(announcement);
     await first.proc.waitForLog((line) => line.msg === 'link up');
@@ -152,10 +153,11 @@ describe('sproxy --bootstrap', () => {
     user.socket.destroy();
 
     await first.proc.stop();
-    expect(await waitUntil(() => !alive(pid), 5000), 'the bootstrap sproxy exited after the client closed').toBe(true);
+    const exited = await waitUntil(() => !alive(pid), 5000);
+    expect(exited, `the bootstrap sproxy exited after the client closed; its log:\n${readFileSync(logFile, 'utf8').slice(-3000)}\ncproxy:\n${first.proc.tail()}`).toBe(true);
     const exiting = logLines(logFile).find((line) => line.msg === 'bootstrap sproxy exiting');
     expect(String(exiting?.['reason'])).toContain('client closed');
-    expect(readFileSync(logFile, 'utf8')).not.toContain(hex);
+    expect(readFileSync(logFile, 'utf8')).not.toContain(text);
   }, 60_000);
 
   it('exits once its client has stayed away for the resume window', async () => {
@@ -172,9 +174,9 @@ describe('sproxy --bootstrap', () => {
 
   it('exits when no client comes within the resume window, takes the secret from stdin, and fails clearly on a full range', async () => {
     const target = await echoTarget();
-    const secret = Buffer.alloc(32, 0xab);
-    const { announcement, pid } = await announced(target, ['--resume-window', '1', '--secret-stdin'], `${secret.toString('hex')}\n`);
-    expect(announcement.secret.equals(secret)).toBe(true);
+    const secret = 'a secret of our own, read as a secret file is';
+    const { announcement, pid } = await announced(target, ['--resume-window', '1', '--secret-stdin'], `  ${secret}  \nmore\n`);
+    expect(announcement.secret.toString('latin1')).toBe(secret);
     expect(await waitUntil(() => !alive(pid), 6000), 'exited with no client').toBe(true);
 
     // Every port of a range taken: the announcing half says so in one line, with status 1.
