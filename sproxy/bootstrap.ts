@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConfigError } from '../common/support/errors.js';
 import { encodeBootstrapLine } from '../common/ops/bootstrap-line.js';
+import { trimAsciiWhitespace } from '../common/ops/cli-options.js';
 import { validateSecret } from '../common/transport/tls-psk.js';
 import type { BootstrapOptions } from './cli.js';
 
@@ -92,8 +93,8 @@ function openLogFile(file: string): number {
 }
 
 /**
- * The secret as the first line of `input` (--secret-stdin, and the serving half's stdin), white
- * space at its ends dropped as a secret file's is: the same line in a file would give the same key.
+ * The secret as the first line of `input` (--secret-stdin, and the serving half's stdin), spaces,
+ * tabs and line ends at its ends dropped as readSecret drops them from a secret file's.
  */
 export async function readSecretLine(input: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -106,7 +107,8 @@ export async function readSecretLine(input: Readable): Promise<Buffer> {
   }
   const text = Buffer.concat(chunks);
   const end = text.indexOf(0x0a);
-  const line = (end < 0 ? text : text.subarray(0, end)).toString('latin1').trim();
-  if (line === '') throw new ConfigError('no secret on stdin: give it as one line');
-  return Buffer.from(line, 'latin1');
+  // A secret file's rule, so that the same line in a file gives the same key.
+  const line = trimAsciiWhitespace(end < 0 ? text : text.subarray(0, end));
+  if (line.length === 0) throw new ConfigError('no secret on stdin: give it as one line');
+  return line;
 }

@@ -159,7 +159,7 @@ export function readSecret(secretFile: string | undefined, env: NodeJS.ProcessEn
 }
 
 /** Drops spaces, tabs and line ends at both ends (the newline an editor or `echo` adds). */
-function trimAsciiWhitespace(bytes: Buffer): Buffer {
+export function trimAsciiWhitespace(bytes: Buffer): Buffer {
   const isSpace = (byte: number | undefined): boolean => byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
   let start = 0;
   let end = bytes.length;
