@@ -250,13 +250,19 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#scheduler.detach(this.#sessions.values());
   }
 
-  /** Queues a GOAWAY for the current link (the endpoint is closing for good). */
+  /**
+   * Sends a GOAWAY on the current link (the endpoint is closing for good), and on its express lane
+   * too: the peer takes the link down when either connection closes, and it may read the lane's
+   * close before the main connection's GOAWAY; from either, a GOAWAY comes before the close.
+   */
   sendGoAway(reason: string): void {
     // Whatever is due goes first (a final ack above all), so that the peer settles it before it
     // hears that we are gone.
     this.flushNow();
-    this.#scheduler.queueControl({ type: PacketType.GoAway, sessionId: LINK_SESSION_ID, ack: 0, payload: encodeReason(reason) });
+    const payload = encodeReason(reason);
+    this.#scheduler.queueControl({ type: PacketType.GoAway, sessionId: LINK_SESSION_ID, ack: 0, payload });
     this.flushNow();
+    this.#express?.writePacket(PacketType.GoAway, LINK_SESSION_ID, 0, 0, payload);
   }
 
   /** Ends every session at once (shutdown or resume window expired). */
