@@ -22,6 +22,9 @@ import { EMPTY_PAYLOAD as EMPTY, SendScheduler, type PathEstimate, type Slot } f
 import { createTrafficCounts, type TrafficCounts } from './traffic-counts.js';
 import { Session, type AckTiming, type FinishReason, type OutputTiming, type SessionOwner } from './session.js';
 
+/** How long a lane ended with its link may take to send what it holds, at most. */
+const EXPRESS_LANE_FINISH_BOUND_MS = 1000;
+
 /** What the multiplexer tells its endpoint. */
 export interface MultiplexerEvents {
   /** Server side: the peer opened a session, asking for `target` ("host:port", or null: the default). */
@@ -246,7 +249,9 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#phase = 'detached';
     const express = this.#express;
     this.#express = null;
-    express?.fail(new LinkClosedError('its link is gone'));
+    // Ended, not destroyed: a reset would make the peer drop what it has not read yet there (a
+    // GOAWAY above all, see sendGoAway). The lane reads on until the peer closes it too.
+    void express?.finish(new LinkClosedError('its link is gone'), EXPRESS_LANE_FINISH_BOUND_MS);
     this.#scheduler.detach(this.#sessions.values());
   }
 
