@@ -28,9 +28,31 @@ interface Announced {
   logFile: string;
 }
 
-/** Ports in a range of this size from a random base: one of them is free. */
+/**
+ * Ports in a range of this size from a random base: one of them is free. The bases lie below
+ * Linux's ephemeral range (32768 up), where the other tests' outgoing connections take ports.
+ */
 const RANGE_SIZE = 20;
-const randomBase = (): number => 30_000 + Math.floor(Math.random() * 20_000);
+const randomBase = (): number => 20_000 + Math.floor(Math.random() * 12_000);
+
+/** Listens on `count` consecutive ports from a random base, trying other bases while one is taken. */
+async function blockConsecutivePorts(count: number): Promise<{ base: number; blockers: Server[] }> {
+  for (;;) {
+    const base = randomBase();
+    const blockers: Server[] = [];
+    try {
+      for (let port = base; port < base + count; port++) {
+        const server = createServer();
+        blockers.push(server);
+        await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '0.0.0.0', resolve));
+      }
+      return { base, blockers };
+    } catch (error) {
+      blockers.forEach((server) => server.listening && server.close());
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+    }
+  }
+}
 const portRangeFrom = (base: number): string => `${base}-${base + RANGE_SIZE - 1}`;
 
 /** Runs the announcing half to its exit; returns what it printed and the serving half it left. */
@@ -180,13 +202,7 @@ describe('sproxy --bootstrap', () => {
     expect(await waitUntil(() => !alive(pid), 6000), 'exited with no client').toBe(true);
 
     // Every port of a range taken: the announcing half says so in one line, with status 1.
-    const base = randomBase();
-    const blockers: Server[] = [];
-    for (let port = base; port < base + 3; port++) {
-      const server = createServer();
-      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '0.0.0.0', resolve));
-      blockers.push(server);
-    }
+    const { base, blockers } = await blockConsecutivePorts(3);
     cleanups.push(() => blockers.forEach((server) => server.close()));
     const full = await announce(target, [], '', `${base}-${base + 2}`);
     expect(full.code).toBe(1);
