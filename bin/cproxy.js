@@ -1,2 +1,7 @@
 #!/usr/bin/env node
-import '../dist/cproxy/main.js';
+// First the heap floor (common/ops/heap-floor.ts): it may restart this process in place, so it
+// comes before the program loads or opens anything.
+import { restartWithHeapFloor } from '../dist/common/ops/heap-floor.js';
+
+restartWithHeapFloor();
+await import('../dist/cproxy/main.js');

@@ -5,8 +5,9 @@ import { packageVersion } from './cli-options.js';
 import { ProxyMetrics, slowestPath } from './metrics.js';
 
 /**
- * cproxy's metrics: its endpoint's events counted, its state read at each scrape. Call it right
- * after making the endpoint, before its first link can come up.
+ * cproxy's metrics: its endpoint's events counted, its state read at each scrape, and the
+ * process's own (CPU, memory, GC). Call it right after making the endpoint, before its first link
+ * can come up; once per process.
  */
 export function clientMetrics(endpoint: ClientEndpoint): ProxyMetrics {
   const metrics = new ProxyMetrics('cproxy', packageVersion(), {
@@ -17,7 +18,7 @@ export function clientMetrics(endpoint: ClientEndpoint): ProxyMetrics {
       const path = endpoint.linkPath;
       return path === null ? null : { rttMs: path.minRttMs, rateBitsPerSecond: path.rateBitsPerSecond };
     },
-  });
+  }).withProcessMetrics();
   endpoint.on('down', (error) => metrics.linkDown(error.code));
   // A refused attempt never was a link that came up, but it is what sproxy's side counts as one
   // refused: the two proxies' counts of ETCP_ERR_AUTH tell the same story.
@@ -30,14 +31,14 @@ export function clientMetrics(endpoint: ClientEndpoint): ProxyMetrics {
   return metrics;
 }
 
-/** sproxy's metrics: its endpoint's events counted, its clients read at each scrape. Call it right after making the endpoint. */
+/** sproxy's metrics: its endpoint's events counted, its clients read at each scrape, and the process's own. Call it right after making the endpoint; once per process. */
 export function serverMetrics(endpoint: ServerEndpoint): ProxyMetrics {
   const metrics = new ProxyMetrics('sproxy', packageVersion(), {
     linksUp: () => endpoint.linkedClientCount,
     sessionsOpen: () => endpoint.sessionCount,
     traffic: () => endpoint.traffic,
     path: () => slowestPath(endpoint.linkedClientPaths()),
-  });
+  }).withProcessMetrics();
   endpoint.on('link-down', ({ error }) => {
     metrics.linkDown(error.code);
     // A resume with another client's id and a wrong token: a failure to authenticate as that client.

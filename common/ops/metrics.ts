@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { EternalErrorCode } from '../support/errors.js';
 import type { FinishReason } from '../engine/session.js';
 import type { PathEstimate } from '../engine/send-scheduler.js';
@@ -107,6 +107,17 @@ export class ProxyMetrics {
       const bits = sources.path()?.rateBitsPerSecond ?? null;
       return bits === null ? null : bits / 8;
     });
+  }
+
+  /**
+   * Adds prom-client's process metrics under their usual names (process_cpu_seconds_total,
+   * process_resident_memory_bytes, nodejs_gc_duration_seconds by kind, nodejs_eventloop_lag_seconds...),
+   * which dashboards for Node services already chart. For a program: they describe the whole
+   * process, and their observers (GC, event loop delay) run for as long as it does.
+   */
+  withProcessMetrics(): this {
+    collectDefaultMetrics({ register: this.registry });
+    return this;
   }
 
   get contentType(): string {

@@ -2,6 +2,7 @@ import { setFlagsFromString } from 'node:v8';
 import type { Logger } from '../support/logger.js';
 import { acceptedSocketReadPath } from '../transport/direct-reads.js';
 import { packageVersion } from './cli-options.js';
+import { HEAP_FLOOR_FLAG, heapFloorInEffect, NO_HEAP_FLOOR_ENV } from './heap-floor.js';
 
 /**
  * V8's flag that accounts ArrayBuffer memory in the heap's global limits instead of against a
@@ -44,12 +45,15 @@ export function tuneGarbageCollector(): boolean {
 
 /**
  * One line at startup with what a bug report needs about the runtime: the versions, whether
- * accepted sockets got the fast read path (direct-reads.ts) and whether the GC was tuned.
- * Falling back to the stream path is slower, never wrong: info, not a warning.
+ * accepted sockets got the fast read path (direct-reads.ts), whether the GC was tuned and whether
+ * the heap floor is in effect (heap-floor.ts). Falling back to the stream path, or running without
+ * the floor, is slower, never wrong: info, not a warning.
  */
 export function logRuntime(logger: Logger, gcTuned: boolean): void {
   const acceptedReads = acceptedSocketReadPath();
-  const fields = { version: packageVersion(), node: process.version, openssl: process.versions.openssl, acceptedReads, gcTuned };
-  if (acceptedReads === 'direct') logger.debug(fields, 'runtime');
-  else logger.info(fields, 'runtime: accepted sockets read through the stream layer on this Node major (not verified for direct reads): slower');
+  const heapFloor = heapFloorInEffect();
+  const fields = { version: packageVersion(), node: process.version, openssl: process.versions.openssl, acceptedReads, gcTuned, heapFloor };
+  if (acceptedReads !== 'direct') logger.info(fields, 'runtime: accepted sockets read through the stream layer on this Node major (not verified for direct reads): slower');
+  else if (!heapFloor) logger.info(fields, `runtime: no heap floor (the program restarts itself with one on Node 22.15 and later, unless ${NO_HEAP_FLOOR_ENV} is set): a bulk transfer costs up to 3x the CPU; start node with ${HEAP_FLOOR_FLAG}`);
+  else logger.debug(fields, 'runtime');
 }
