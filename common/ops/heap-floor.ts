@@ -37,6 +37,17 @@ export function heapFloorInEffect(execArgv: readonly string[] = process.execArgv
   return execArgv.some((flag) => HEAP_SIZING_FLAGS.some((sizing) => flag.replace(/_/g, '-').startsWith(sizing)));
 }
 
+/** The restart's means: process.execve, on Node 22.15 and later, not on Windows. */
+function execveOf(): Execve | null {
+  const execve = (process as unknown as { execve?: Execve }).execve;
+  return typeof execve === 'function' && process.platform !== 'win32' ? execve : null;
+}
+
+/** Whether this Node can restart a program in place (and so give it the floor by itself). */
+export function canRestartInPlace(): boolean {
+  return execveOf() !== null;
+}
+
 /**
  * Restarts this program in place with the floor, if it runs without one and the Node can
  * (process.execve: Node 22.15 and later, not on Windows): same pid, same arguments, same
@@ -47,8 +58,8 @@ export function heapFloorInEffect(execArgv: readonly string[] = process.execArgv
  */
 export function restartWithHeapFloor(): void {
   if (heapFloorInEffect() || (process.env[NO_HEAP_FLOOR_ENV] ?? '') !== '') return;
-  const execve = (process as unknown as { execve?: Execve }).execve;
-  if (typeof execve !== 'function' || process.platform === 'win32') return;
+  const execve = execveOf();
+  if (execve === null) return;
   try {
     execve.call(process, process.execPath, [process.execPath, HEAP_FLOOR_FLAG, ...process.execArgv, ...process.argv.slice(1)], process.env);
   } catch {

@@ -36,6 +36,16 @@ export class Scrape {
     };
   }
 
+  /**
+   * The _count of the histogram `name`'s series whose one label `label` is `value`, read from the
+   * text: the parser loses the labels and counts of a histogram whose buckets carry a label besides
+   * `le` (prom-client's nodejs_gc_duration_seconds{kind}). Undefined if there is no such series.
+   */
+  labelledHistogramCount(name: string, label: string, value: string): number | undefined {
+    const line = new RegExp(`^${name}_count\\{${label}="${value}"\\} (\\d+)$`, 'm').exec(this.text);
+    return line?.[1] === undefined ? undefined : Number(line[1]);
+  }
+
   #sample(name: string, labels: Record<string, string>): PrometheusSample | undefined {
     const wanted = JSON.stringify(Object.entries(labels).sort());
     return this.family(name).metrics.find((sample) => JSON.stringify(Object.entries(sample.labels ?? {}).sort()) === wanted);

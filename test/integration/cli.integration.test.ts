@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { useCleanup } from '../helpers/cleanup.js';
 import { startTunnel } from '../helpers/tunnel.js';
 import { REPO_ROOT } from '../helpers/proxies.js';
+import { canRestartInPlace } from '../../common/ops/heap-floor.js';
 import { echoTransfer, startEchoTarget, waitClosed } from '../helpers/targets.js';
 
 const defer = useCleanup();
@@ -59,7 +60,7 @@ describe('the executables', () => {
     for (const proc of [sproxy.proc, cproxy.proc]) {
       const runtime = await proc.waitForLog((l) => l.msg.startsWith('runtime'));
       // Debug level when nothing is slower than it could be; info where the heap floor is missing (Node 20).
-      const heapFloor = typeof (process as unknown as { execve?: unknown }).execve === 'function';
+      const heapFloor = canRestartInPlace();
       expect(runtime).toMatchObject({ level: heapFloor ? 20 : 30, node: process.version, openssl: process.versions.openssl, acceptedReads: 'direct', heapFloor });
     }
   });

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HEAP_FLOOR_FLAG } from '../../common/ops/heap-floor.js';
+import { canRestartInPlace, HEAP_FLOOR_FLAG } from '../../common/ops/heap-floor.js';
 import { useCleanup } from '../helpers/cleanup.js';
 import { scrape } from '../helpers/prometheus.js';
 import { REPO_ROOT, startCproxy, startSproxy, type ProxyProcess, type StartedProxy } from '../helpers/proxies.js';
@@ -20,22 +20,16 @@ const defer = useCleanup();
 const UPLOAD_BYTES = 1024 * 1024 * 1024;
 /** Full collections a proxy may do during the upload with the floor (0 were seen; a few at most is V8's freedom). */
 const MAJOR_GCS_AT_MOST = 3;
-const canRestartInPlace = typeof (process as unknown as { execve?: unknown }).execve === 'function';
+const restartsInPlace = canRestartInPlace();
 
 async function metricsPort(proc: ProxyProcess): Promise<number> {
   const line = await proc.waitForLog((l) => l.msg === 'metrics listening', 20_000, 'metrics listening line');
   return Number(String(line['listen']).split(':').pop());
 }
 
-/**
- * Collections of `kind` the proxy counted so far: the histogram's _count line, read from the text
- * (the parser of test/helpers/prometheus.ts loses the labels and count of a histogram whose
- * buckets carry a second label, as prom-client writes this one). No line yet: none of that kind.
- */
+/** Collections of `kind` the proxy counted so far (none of that kind yet: 0). */
 async function gcCount(port: number, kind: 'major' | 'minor'): Promise<number> {
-  const { text } = await scrape(port);
-  const line = new RegExp(`^nodejs_gc_duration_seconds_count\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(text);
-  return Number(line?.[1] ?? 0);
+  return (await scrape(port)).labelledHistogramCount('nodejs_gc_duration_seconds', 'kind', kind) ?? 0;
 }
 
 /** The program's command line as the kernel has it (the same pid after a restart in place). */
@@ -88,9 +82,9 @@ async function uploadCountingCollections(sproxy: StartedProxy, cproxy: StartedPr
 }
 
 describe(`the heap floor, on Node ${process.version}`, () => {
-  it(canRestartInPlace ? 'the programs restart themselves in place with it, and a 1 GiB upload takes no full collections' : 'this Node cannot restart a program in place: the runtime line says the floor is missing and how to set it', async () => {
+  it(restartsInPlace ? 'the programs restart themselves in place with it, and a 1 GiB upload takes no full collections' : 'this Node cannot restart a program in place: the runtime line says the floor is missing and how to set it', async () => {
     const { sproxy, cproxy, ended, received } = await tunnelToSink([]);
-    if (!canRestartInPlace) {
+    if (!restartsInPlace) {
       for (const proc of [sproxy.proc, cproxy.proc]) {
         const runtime = await proc.waitForLog((l) => l.msg.startsWith('runtime'));
         expect(runtime).toMatchObject({ level: 30, heapFloor: false });
