@@ -128,8 +128,10 @@ class Direction:
     def next_due(self):
         return self.pending[0][0] if self.pending else None
 
-    def stats(self):
-        return dict(self.counters, queued=len(self.pending))
+    def stats(self, now):
+        # waitMs: how long a packet arriving now would wait in the bottleneck's queue.
+        wait_ms = max(0.0, self.busy_until - now) * 1000
+        return dict(self.counters, queued=len(self.pending), waitMs=wait_ms)
 
 
 def check_settings(settings, where="settings"):
@@ -229,7 +231,8 @@ def handle_command(line, a_to_b, b_to_a):
                 direction.configure(changes.get(direction.name, {}))
             reply({"id": request_id, "ok": True})
         elif command.get("stats"):
-            reply({"id": request_id, "ok": True, "aToB": a_to_b.stats(), "bToA": b_to_a.stats()})
+            now = time.monotonic()
+            reply({"id": request_id, "ok": True, "aToB": a_to_b.stats(now), "bToA": b_to_a.stats(now)})
         else:
             raise ValueError("unknown command (known: set, stats)")
     except (ValueError, TypeError, AttributeError) as error:

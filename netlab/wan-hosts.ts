@@ -34,6 +34,8 @@ export interface DirectionStats {
   maxQueueMs: number;
   /** Packets queued or in flight right now. */
   queued: number;
+  /** How long a packet arriving now would wait in the bottleneck's queue. */
+  waitMs: number;
 }
 
 /** The client host sends `upload`, the server host `download`. */

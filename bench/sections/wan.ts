@@ -28,6 +28,7 @@ const BULK_SECONDS = 12;
 /** Keys start once the bulk has filled the queue, and stop before it ends. */
 const KEYS_AFTER_MS = 3000;
 const KEYS_SECONDS = 8;
+const QUEUE_SAMPLE_MS = 20;
 const IPERF_WAN_SECONDS = 10;
 /** Runs of each stream case, and of each way of typing beside bulk, alternated. */
 const STREAM_ROUNDS = 2;
@@ -84,6 +85,8 @@ interface KeysRun {
   samples: number[];
   lost: number;
   bulkMbit: number;
+  /** The upload bottleneck's queue (what a packet arriving then would wait), sampled while the keys ran. */
+  queueWaits: number[];
 }
 
 /** A bulk upload and, once it has filled the queue, keys; both through `address` from the client host. */
@@ -91,17 +94,33 @@ async function keysAndBulk(place: WanPlace, name: string, address: string): Prom
   const bulk = procs.spawn(`${name}-bulk`, ...onHost(place.client, NODE, [peerScript('bulk'), address, 'upload', String(BULK_SECONDS)]));
   await sleep(KEYS_AFTER_MS);
   const keys = procs.spawn(`${name}-keys`, ...onHost(place.client, NODE, [peerScript('keys'), address, String(KEY_INTERVAL_MS), String(KEYS_SECONDS)]));
+  const queueWaits = sampleQueue(place.hosts, KEYS_SECONDS * 1000);
   const keyResult = await procs.jsonResult<{ samples: number[]; lost: number }>(keys, (KEYS_SECONDS + 15) * 1000);
   const bulkResult = await procs.jsonResult<BulkResult>(bulk, (BULK_SECONDS + 60) * 1000);
-  return { samples: keyResult?.samples ?? [], lost: keyResult?.lost ?? Number.NaN, bulkMbit: bulkBitsPerSecond(bulkResult) / 1e6 };
+  return {
+    samples: keyResult?.samples ?? [],
+    lost: keyResult?.lost ?? Number.NaN,
+    bulkMbit: bulkBitsPerSecond(bulkResult) / 1e6,
+    queueWaits: await queueWaits,
+  };
+}
+
+/** The upload bottleneck's queue every QUEUE_SAMPLE_MS for `durationMs`: where a key's extra wait comes from. */
+async function sampleQueue(hosts: WanHosts, durationMs: number): Promise<number[]> {
+  const waits: number[] = [];
+  for (const end = Date.now() + durationMs; Date.now() < end; await sleep(QUEUE_SAMPLE_MS)) {
+    waits.push((await hosts.stats()).upload.waitMs);
+  }
+  return waits;
 }
 
 /** The runs of one way together: every key's sample pooled, the keys lost added up, the bulk's mean rate. */
-function pooled(runs: readonly KeysRun[]): { keys: Percentiles; lost: number; bulkMbit: number } {
+function pooled(runs: readonly KeysRun[]): { keys: Percentiles; lost: number; bulkMbit: number; queue: Percentiles } {
   return {
     keys: summarize(runs.flatMap((run) => run.samples)),
     lost: runs.reduce((sum, run) => sum + run.lost, 0),
     bulkMbit: runs.reduce((sum, run) => sum + run.bulkMbit, 0) / runs.length,
+    queue: summarize(runs.flatMap((run) => run.queueWaits)),
   };
 }
 
@@ -131,9 +150,12 @@ async function keysBesideBulk(place: WanPlace): Promise<Record<string, unknown>>
     const tunnelResult = pooled(runs.tunnel);
     const p99Ratio = tunnelResult.keys.p99 / directResult.keys.p99;
     const bulkRatio = tunnelResult.bulkMbit / directResult.bulkMbit;
-    data[label] = { settings, direct: directResult, tunnel: tunnelResult, ratio: { keyP99: p99Ratio, bulk: bulkRatio } };
+    data[label] = { settings, direct: directResult, tunnel: tunnelResult, ratio: { keyP99: p99Ratio, bulk: bulkRatio }, runs };
     for (const [who, r] of [['direct TCP (separate connections)', directResult], ['tunnel (one link, secret)', tunnelResult]] as const) {
-      rows.push([`${label}: ${who}`, ms(r.keys.p50, 1), ms(r.keys.p99, 1), ms(r.keys.max, 1), `${r.keys.count}`, `${r.lost}`, r.bulkMbit.toFixed(1)]);
+      rows.push([
+        `${label}: ${who}`, ms(r.keys.p50, 1), ms(r.keys.p99, 1), ms(r.keys.max, 1), `${r.keys.count}`, `${r.lost}`, r.bulkMbit.toFixed(1),
+        ms(r.queue.p50, 0), ms(r.queue.p99, 0),
+      ]);
     }
     addTarget(`WAN ${label}: key p99 beside bulk upload, tunnel / direct`, p99Ratio,
       `${ratio(p99Ratio)} (${ms(tunnelResult.keys.p99, 0)} vs ${ms(directResult.keys.p99, 0)} ms)`, `<= ${TARGETS.keyP99Ratio}x`, p99Ratio <= TARGETS.keyP99Ratio);
@@ -141,7 +163,7 @@ async function keysBesideBulk(place: WanPlace): Promise<Record<string, unknown>>
       `${ratio(bulkRatio)} (${tunnelResult.bulkMbit.toFixed(1)} vs ${directResult.bulkMbit.toFixed(1)} Mbit/s)`, `>= ${TARGETS.bulkRatio}x`, bulkRatio >= TARGETS.bulkRatio);
   }
   say(`\n== WAN: a key every ${KEY_INTERVAL_MS} ms beside a bulk upload, 200 ms bottleneck queue (ms; ${KEYS_ROUNDS} alternated runs each, keys pooled) ==`);
-  say(table(rows, ['path: how', 'key p50', 'p99', 'max', 'keys', 'lost', 'bulk Mbit/s']));
+  say(table(rows, ['path: how', 'key p50', 'p99', 'max', 'keys', 'lost', 'bulk Mbit/s', 'queue p50', 'queue p99']));
   return data;
 }
 

@@ -8,6 +8,7 @@ import type { Frame } from '../protocol/frame-decoder.js';
 import { decodeReason, decodeWelcome, encodeHello, type Welcome } from '../protocol/messages.js';
 import { isTlsSocket } from '../transport/dial-link.js';
 import { createLink, type Link, type LinkTimings } from '../transport/link.js';
+import { ACK_WAIT_MIN_MS } from '../engine/send-scheduler.js';
 
 /**
  * Make before break: a second link dialled while the current one may be dead (the host's
@@ -44,11 +45,10 @@ export function probeDeadlineMs(path: MeasuredPath): number {
 
 /**
  * How long bytes may wait in flight for an ack before the link is probed: the ack timeout, never
- * under 300 ms (an idle LAN's timeout is a millisecond, and a peer may be busy for longer). A
- * working path, however slow, keeps acks coming, and so never reaches it.
- */
-const ACK_WAIT_MIN_MS = 300;
-/**
+ * under ACK_WAIT_MIN_MS (an idle LAN's timeout is a millisecond, and a peer may be busy for longer,
+ * or hold a keystroke's ack for the next one). A working path, however slow, keeps acks coming,
+ * and so never reaches it.
+ *
  * `maxMs`: the most it may be (half the dead-link timeout), whatever the timeout says: one round
  * trip timed on a packet whose ack the peer held back (its consumer was behind) can raise it past
  * the dead-link timeout, and the check would then never fire.

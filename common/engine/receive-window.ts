@@ -1,4 +1,4 @@
-import { seqAdd, seqBefore } from '../protocol/seq.js';
+import { seqAdd, seqBefore, seqDistance } from '../protocol/seq.js';
 
 /** Where a received sequenced packet stands against the one expected. */
 export type SeqPosition = 'expected' | 'duplicate' | 'ahead';
@@ -38,6 +38,11 @@ export class ReceiveWindow {
   /** True when an ack newer than the last one sent may go to the peer. */
   get ackPending(): boolean {
     return this.#ackable !== this.#ackSent;
+  }
+
+  /** How many packets the ack that may go now covers beyond the last one sent. */
+  get packetsAwaitingAck(): number {
+    return seqDistance(this.#ackSent, this.#ackable);
   }
 
   get consumerBehind(): boolean {

@@ -33,6 +33,8 @@ export interface Slot {
   ackDue: boolean;
   /** In #acksDelayed: its ack waits for a packet to ride on, until #ackTimer fires. */
   ackDelayed: boolean;
+  /** In #acksHeld: its ack waits longer, for the session's next keystroke (see ackHoldMs), until #holdTimer fires. */
+  ackHeld: boolean;
   /** Payload bytes written since the last packet that asked for an ack (shared-link pacing). */
   sentSinceAckRequest: number;
   /** A packet the peer acks at once, timed to measure the round trip: its seq, and when it went (-1: none). */
@@ -42,6 +44,8 @@ export interface Slot {
   waitingSince: number;
   /** Its packets in flight went on the express lane (they all go on one lane: see #laneFor). */
   onExpress: boolean;
+  /** Counted in #mainLaneWaiting: it has packets in flight on the main lane. */
+  waitingOnMain: boolean;
 }
 
 /**
@@ -54,6 +58,27 @@ export interface Slot {
  */
 export const EXPRESS_BACKLOG_BYTES = 8 * 1024;
 export const EXPRESS_IN_FLIGHT_BYTES = 16 * 1024;
+
+/**
+ * The least time a peer waits for an ack before it suspects the path (the path watch's floor).
+ * An ack held back on purpose (ackHoldMs) must leave the peer's wait under it, a round trip to spare.
+ */
+export const ACK_WAIT_MIN_MS = 300;
+/** The longest an ack of a keystroke session's lone packet is held for the session's next packet. */
+export const ACK_HOLD_MAX_MS = 100;
+
+/**
+ * How long the ack of one packet of a session on the express lane may wait for the session's next
+ * packet to ride on, as TCP's delayed ack waits for an echo (RFC 1122 §4.2.3.2). A typist's echo
+ * would otherwise cost the express lane two packets per key, its lone ack and the next key; with
+ * more than BBR's ProbeRTT allowance (4 packets) in a round trip, keys queue in the kernel for
+ * 200 ms every 10 s. Held at most ACK_HOLD_MAX_MS, never less than the usual delay, and short
+ * enough on a long path that the peer's wait (a round trip and the hold) stays under its floor.
+ */
+export function ackHoldMs(ackDelayMs: number, minRttMs: number | null): number {
+  if (minRttMs === null) return ackDelayMs;
+  return Math.max(ackDelayMs, Math.min(ACK_HOLD_MAX_MS, ACK_WAIT_MIN_MS - 2 * minRttMs));
+}
 
 export const EMPTY_PAYLOAD = Buffer.alloc(0);
 const NO_LANES: ReadonlySet<Link> = new Set();
@@ -91,6 +116,11 @@ export class SendScheduler {
   /** Sessions whose ack moved but may wait for a packet to ride on, until #ackTimer fires. */
   readonly #acksDelayed = new Fifo<Slot>();
   #ackTimer: TimerHandle | null = null;
+  /** Keystroke sessions whose ack waits for their next packet, until #holdTimer fires. */
+  readonly #acksHeld = new Fifo<Slot>();
+  #holdTimer: TimerHandle | null = null;
+  /** How many sessions have packets in flight on the main lane: lone acks go there only while none has. */
+  #mainLaneWaiting = 0;
   /** Unsequenced packets for the current link, written before any session's. */
   #control: ControlPacket[] = [];
   #link: Link | null = null;
@@ -121,11 +151,13 @@ export class SendScheduler {
       ready: false,
       ackDue: false,
       ackDelayed: false,
+      ackHeld: false,
       sentSinceAckRequest: 0,
       probeSeq: 0,
       probeSentAt: -1,
       waitingSince: -1,
       onExpress: false,
+      waitingOnMain: false,
     };
   }
 
@@ -193,14 +225,18 @@ export class SendScheduler {
     this.#ready.clear();
     this.#acksDue.clear();
     this.#acksDelayed.clear();
+    this.#acksHeld.clear();
     for (const slot of slots) {
-      slot.ready = slot.ackDue = slot.ackDelayed = false;
+      slot.ready = slot.ackDue = slot.ackDelayed = slot.ackHeld = false;
       slot.probeSentAt = -1; // its ack, if any, will not time this link
       slot.waitingSince = -1; // nothing is in flight on no link
-      slot.onExpress = false;
+      slot.onExpress = slot.waitingOnMain = false;
     }
+    this.#mainLaneWaiting = 0;
     this.#ackTimer?.cancel();
     this.#ackTimer = null;
+    this.#holdTimer?.cancel();
+    this.#holdTimer = null;
   }
 
   /** The resume exchange is over: sessions' packets and acks go out from now on. */
@@ -238,6 +274,16 @@ export class SendScheduler {
       return;
     }
     if (slot.ackDue || slot.ackDelayed) return;
+    // One packet of a session on the express lane (a keystroke's echo): its ack waits for the
+    // session's next keystroke. A second packet: the usual delay (its entry in #acksHeld goes stale).
+    if (slot.onExpress && this.#express !== null && slot.session.packetsAwaitingAck === 1) {
+      if (slot.ackHeld) return;
+      slot.ackHeld = true;
+      this.#acksHeld.push(slot);
+      this.#holdTimer ??= this.#clock.setTimeout(this.#releaseHeldAcks, ackHoldMs(this.#config.ackDelayMs, this.#sharedLink.minRttMs));
+      return;
+    }
+    slot.ackHeld = false;
     slot.ackDelayed = true;
     this.#acksDelayed.push(slot);
     this.#ackTimer ??= this.#clock.setTimeout(this.#releaseDelayedAcks, this.#config.ackDelayMs);
@@ -252,9 +298,28 @@ export class SendScheduler {
     this.scheduleFlush();
   };
 
+  /** The hold is over: held acks whose session wrote nothing since go out on their own. */
+  readonly #releaseHeldAcks = (): void => {
+    this.#holdTimer = null;
+    for (let slot = this.#acksHeld.shift(); slot !== undefined; slot = this.#acksHeld.shift()) {
+      if (slot.ackHeld) this.markAckDue(slot);
+    }
+    this.scheduleFlush();
+  };
+
   /** The session is finished: its entries in the queues are stale from now on. */
   forget(slot: Slot): void {
-    slot.ready = slot.ackDue = slot.ackDelayed = false;
+    slot.ready = slot.ackDue = slot.ackDelayed = slot.ackHeld = false;
+    this.#setWaiting(slot, -1);
+  }
+
+  /** Records since when the slot has waited for acks (-1: nothing in flight), keeping #mainLaneWaiting in step. */
+  #setWaiting(slot: Slot, since: number): void {
+    slot.waitingSince = since;
+    const onMain = since >= 0 && !slot.onExpress;
+    if (onMain === slot.waitingOnMain) return;
+    slot.waitingOnMain = onMain;
+    this.#mainLaneWaiting += onMain ? 1 : -1;
   }
 
   /** The peer's ack frees room in flight: a session held back by the shared-link limit may go on. */
@@ -268,7 +333,7 @@ export class SendScheduler {
     }
     // An ack that moved: the wait starts again from now, or ends with nothing left in flight.
     if (slot.session.inFlightBytes !== inFlightBefore || slot.session.inFlightBytes === 0) {
-      slot.waitingSince = slot.session.inFlightBytes > 0 ? now : -1;
+      this.#setWaiting(slot, slot.session.inFlightBytes > 0 ? now : -1);
     }
     if (!slot.onExpress) this.#sharedLink.noteDelivered(inFlightBefore - slot.session.inFlightBytes, now);
     // Unsent packets mean the session is not finished (finishing clears its queue): still ours.
@@ -284,9 +349,9 @@ export class SendScheduler {
     this.#ready.push(slot);
   }
 
-  /** Its ack goes at the next flush; an entry in #acksDelayed becomes stale. */
+  /** Its ack goes at the next flush; an entry in #acksDelayed or #acksHeld becomes stale. */
   markAckDue(slot: Slot): void {
-    slot.ackDelayed = false;
+    slot.ackDelayed = slot.ackHeld = false;
     if (slot.ackDue) return;
     slot.ackDue = true;
     this.#acksDue.push(slot);
@@ -341,7 +406,7 @@ export class SendScheduler {
     let stoppedBy: ReadonlySet<Link> = NO_LANES;
     if (this.#sessionsRunning) {
       stoppedBy = this.#writeSessions(link, express);
-      this.#writeAcks(express ?? link);
+      this.#writeAcks(express !== null && this.#mainLaneWaiting > 0 ? express : link);
     }
     link.uncork();
     express?.uncork();
@@ -366,6 +431,7 @@ export class SendScheduler {
     if (express === null) return main;
     if (!session.hasInFlight) {
       slot.onExpress = session.unsentBytes <= EXPRESS_BACKLOG_BYTES;
+      this.#setWaiting(slot, slot.waitingSince); // counted on the lane it is on now
       return slot.onExpress ? express : main;
     }
     if (!slot.onExpress) return main;
@@ -401,7 +467,7 @@ export class SendScheduler {
       if (session.inFlightBytes >= budget) continue;
       const packet = session.takeNextPacket();
       if (packet !== null) {
-        if (slot.waitingSince < 0) slot.waitingSince = now;
+        if (slot.waitingSince < 0) this.#setWaiting(slot, now);
         // Either lane: a keystroke on the express lane still makes the link shared, so that the bulk
         // beside it is held to the shared budget (on loopback the floor: a proxy's event loop is
         // the bottleneck there, and a bulk session's megabytes in the kernel's buffers delay every
@@ -411,7 +477,7 @@ export class SendScheduler {
         lane.writePacket(type, session.id, packet.seq, session.takeAck(), packet.payload);
         if (type === PacketType.Data || type === PacketType.DataAckRequest) this.#traffic.payloadBytesSent += packet.payload.length;
         // The ack rode on this packet: the session's entries in the ack queues are stale.
-        slot.ackDue = slot.ackDelayed = false;
+        slot.ackDue = slot.ackDelayed = slot.ackHeld = false;
       }
       if (session.hasUnsent) this.markReady(slot);
     }
@@ -424,7 +490,13 @@ export class SendScheduler {
     return full;
   }
 
-  /** Acks that found no packet to ride on go alone, on the express lane if there is one: nothing queues ahead of them there. */
+  /**
+   * Acks that found no packet to ride on go alone: on the express lane while this side has packets
+   * in flight on the main lane (an ack must not wait behind a bulk upload's backlog), on the main
+   * lane otherwise, where nothing queues ahead of them. A receiver's acks would otherwise take the
+   * express lane a dozen packets per round trip, and BBR's ProbeRTT (4 packets in flight, 200 ms
+   * every 10 s) would hold keystrokes behind them.
+   */
   #writeAcks(link: Link): void {
     for (let slot = this.#acksDue.shift(); slot !== undefined; slot = this.#acksDue.shift()) {
       if (!slot.ackDue) continue;

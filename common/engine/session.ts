@@ -192,6 +192,11 @@ export class Session extends Duplex {
     return !this.#refusedUnconfirmed && this.#receive.ackPending;
   }
 
+  /** How many of the peer's packets the ack that may go now would acknowledge for the first time. */
+  get packetsAwaitingAck(): number {
+    return this.ackPending ? this.#receive.packetsAwaitingAck : 0;
+  }
+
   /**
    * The ack for this session's SYNC on a new link (§5): what we took, or, for a session refused
    * before its OPEN was answered, the OPEN still unacknowledged (the RESET, sent again, acks it).

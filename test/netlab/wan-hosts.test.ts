@@ -52,7 +52,17 @@ describe('WanHosts: two hosts joined by the user-space WAN emulator', () => {
     const server = spawn('ip', ['netns', 'exec', hosts.server, 'iperf3', '-s', '-1', '-B', WanHosts.SERVER_ADDRESS], { stdio: 'ignore' });
     try {
       await waitUntil(async () => (await run('ip', ['netns', 'exec', hosts.server, 'ss', '-Hltn', 'sport = :5201'])).stdout.trim() !== '');
-      const { stdout } = await run('ip', ['netns', 'exec', hosts.client, 'iperf3', '-c', WanHosts.SERVER_ADDRESS, '-t', '4', '-J']);
+      const transfer = run('ip', ['netns', 'exec', hosts.client, 'iperf3', '-c', WanHosts.SERVER_ADDRESS, '-t', '4', '-J']);
+      // What a packet arriving now would wait, as the transfer fills the queue: some, never past its depth.
+      const waits: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        waits.push((await hosts.stats()).upload.waitMs);
+      }
+      const { stdout } = await transfer;
+      expect(Math.max(...waits)).toBeGreaterThan(1);
+      expect(Math.max(...waits)).toBeLessThanOrEqual(101);
+      expect((await hosts.stats()).upload.waitMs).toBe(0); // drained
       const received = (JSON.parse(stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second;
       expect(received).toBeGreaterThan(0.8 * 20e6);
       expect(received).toBeLessThan(1.03 * 20e6);

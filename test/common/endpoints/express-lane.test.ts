@@ -5,7 +5,8 @@ import { GoAwayCode, LINK_SESSION_ID, PacketType } from '../../../common/protoco
 import { FrameDecoder } from '../../../common/protocol/frame-decoder.js';
 import { encodePacket } from '../../../common/protocol/header.js';
 import { encodeHello, HELLO_PAYLOAD_BYTES } from '../../../common/protocol/messages.js';
-import { EXPRESS_BACKLOG_BYTES } from '../../../common/engine/send-scheduler.js';
+import { DEFAULT_ENGINE_CONFIG } from '../../../common/engine/config.js';
+import { ACK_HOLD_MAX_MS, EXPRESS_BACKLOG_BYTES } from '../../../common/engine/send-scheduler.js';
 import { FaultyPair, MemorySocket, settle } from '../../helpers/duplex-pair.js';
 import { QUIET_TIMERS, Received, Rig, sha256 } from '../../helpers/endpoint-rig.js';
 
@@ -20,6 +21,7 @@ interface TappedFrame {
   type: PacketType;
   sessionId: number;
   seq: number;
+  ack: number;
   length: number;
 }
 
@@ -39,8 +41,8 @@ function tappedRig(client: Partial<ClientConfig> = {}): { rig: Rig; lanes: Lane[
     pair.b.on('data', (chunk: Buffer) => {
       decoder.append(chunk);
       for (let frame = decoder.next(); frame !== null; frame = decoder.next()) {
-        const { type, sessionId, seq, length } = frame.header;
-        lane.frames.push({ type, sessionId, seq, length });
+        const { type, sessionId, seq, ack, length } = frame.header;
+        lane.frames.push({ type, sessionId, seq, ack, length });
       }
     });
   };
@@ -57,6 +59,11 @@ function sessionBytes(lane: Lane, sessionId: number): number {
 
 function sequencedOf(lane: Lane, sessionId: number): TappedFrame[] {
   return lane.frames.filter((f) => f.sessionId === sessionId && SEQUENCED.has(f.type));
+}
+
+/** The client's lone ACKs for a session on a lane. */
+function loneAcksOf(lane: Lane, sessionId: number): TappedFrame[] {
+  return lane.frames.filter((f) => f.sessionId === sessionId && f.type === PacketType.Ack);
 }
 
 async function upWithLane(rig: Rig, lanes: Lane[]): Promise<void> {
@@ -136,6 +143,84 @@ describe('endpoints: the express lane', () => {
     // On each lane the session's seqs only go up, and the lanes' runs do not interleave.
     const seqs = [...sequencedOf(main, session.id), ...sequencedOf(express, session.id)].map((f) => f.seq);
     expect(new Set(seqs).size).toBe(seqs.length);
+  });
+
+  it('lone acks go on the main lane while the client has nothing in flight there, on the express lane beside its upload', async () => {
+    const { rig, lanes } = tappedRig();
+    await upWithLane(rig, lanes);
+    const [main, express] = lanes as [Lane, Lane];
+    const download = rig.open();
+    download.write('get');
+    const got = new Received(download);
+    const atServer = await rig.serverSession(0);
+    // A download alone: the client's acks are all it sends, and the main lane is otherwise idle.
+    const first = randomBytes(512 * 1024);
+    atServer.write(first);
+    await got.atLeast(first.length);
+    await rig.advanceUntil(() => atServer.inFlightBytes === 0);
+    expect(loneAcksOf(main, download.id).length).toBeGreaterThan(0);
+    expect(loneAcksOf(express, download.id)).toEqual([]);
+
+    // An upload held in flight on the main lane (its connection is stalled): acks would wait
+    // behind it there, so they take the express lane.
+    const upload = rig.open();
+    main.pair.blockWrites(main.pair.a);
+    upload.write(randomBytes(EXPRESS_BACKLOG_BYTES * 4));
+    await settle();
+    const mainAcksBefore = loneAcksOf(main, download.id).length;
+    const second = randomBytes(256 * 1024);
+    atServer.write(second);
+    await got.atLeast(first.length + second.length);
+    await rig.advanceUntil(() => atServer.inFlightBytes === 0);
+    expect(loneAcksOf(express, download.id).length).toBeGreaterThan(0);
+    main.pair.resume();
+    await settle();
+    expect(loneAcksOf(main, download.id)).toHaveLength(mainAcksBefore);
+    expect(got.digest()).toBe(sha256(Buffer.concat([first, second])));
+    expect(rig.errorsOf(upload)).toEqual([]);
+  });
+
+  it("a keystroke's echo is acknowledged by the next keystroke, not by an ack of its own; two packets, by the usual delayed ack", async () => {
+    const { rig, lanes } = tappedRig();
+    await upWithLane(rig, lanes);
+    const express = lanes[1] as Lane;
+    const loneAcks = (): number => lanes.reduce((sum, lane) => sum + loneAcksOf(lane, keys.id).length, 0);
+    const keys = rig.open();
+    const echoes = new Received(keys);
+    keys.write('a');
+    const atServer = await rig.serverSession(0);
+    await rig.advanceUntil(() => keys.inFlightBytes === 0);
+    atServer.write('A');
+    await echoes.atLeast(1);
+    // Five times the ack delay: the echo's ack is still held, for the next keystroke.
+    await rig.clock.advance(DEFAULT_ENGINE_CONFIG.ackDelayMs * 5);
+    await settle();
+    expect(loneAcks()).toBe(0);
+    expect(atServer.inFlightBytes).toBe(1);
+    keys.write('b');
+    await settle();
+    expect(sequencedOf(express, keys.id).at(-1)?.length).toBe(1);
+    expect(atServer.inFlightBytes).toBe(0); // the keystroke carried the ack
+    expect(loneAcks()).toBe(0);
+
+    // No keystroke follows: the ack goes alone once the hold is over (on the main lane, idle here).
+    await rig.advanceUntil(() => keys.inFlightBytes === 0);
+    atServer.write('B');
+    await echoes.atLeast(2);
+    await rig.clock.advance(ACK_HOLD_MAX_MS);
+    await settle();
+    expect(loneAcks()).toBe(1);
+    expect(atServer.inFlightBytes).toBe(0);
+
+    // Two packets waiting (output, not an echo): the usual delay.
+    atServer.write('C');
+    await echoes.atLeast(3);
+    atServer.write('D');
+    await echoes.atLeast(4);
+    await rig.clock.advance(DEFAULT_ENGINE_CONFIG.ackDelayMs);
+    await settle();
+    expect(loneAcks()).toBe(2);
+    expect(echoes.text).toBe('ABCD');
   });
 
   it('the link goes down with its lane; the next link resumes every session and gets a lane of its own', async () => {

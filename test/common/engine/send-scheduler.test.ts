@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_ENGINE_CONFIG } from '../../../common/engine/config.js';
-import { SendScheduler, type Slot } from '../../../common/engine/send-scheduler.js';
+import { ACK_HOLD_MAX_MS, ACK_WAIT_MIN_MS, ackHoldMs, SendScheduler, type Slot } from '../../../common/engine/send-scheduler.js';
 import type { Session } from '../../../common/engine/session.js';
 import { ManualClock } from '../../helpers/manual-clock.js';
 
@@ -21,5 +21,18 @@ describe('SendScheduler: how long the link has waited for acks', () => {
     // The express lane stopped (its keystroke waits 1 s) while the main lane's acks flow: the wait is the express lane's.
     expect(scheduler.ackWaitMs([waiting(900, false), waiting(0, true)])).toBe(1000);
     expect(scheduler.ackWaitMs([waiting(0, false), waiting(950, true)])).toBe(1000);
+  });
+});
+
+describe('ackHoldMs: how long a keystroke echo\'s ack waits for the next keystroke', () => {
+  it('is ACK_HOLD_MAX_MS on a short path, shrinks so that a round trip and the hold stay under the peer\'s floor, never under the usual delay', () => {
+    const delay = DEFAULT_ENGINE_CONFIG.ackDelayMs;
+    expect(ackHoldMs(delay, null)).toBe(delay); // nothing measured: the usual delay
+    expect(ackHoldMs(delay, 0.1)).toBe(ACK_HOLD_MAX_MS);
+    expect(ackHoldMs(delay, 100)).toBe(ACK_HOLD_MAX_MS);
+    expect(ackHoldMs(delay, 120)).toBe(ACK_WAIT_MIN_MS - 240);
+    for (const rtt of [10, 50, 100, 120, 140]) expect(rtt + ackHoldMs(delay, rtt)).toBeLessThanOrEqual(ACK_WAIT_MIN_MS - rtt);
+    expect(ackHoldMs(delay, 300)).toBe(delay);
+    expect(ackHoldMs(0, 300)).toBe(0);
   });
 });
