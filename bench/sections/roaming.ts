@@ -12,6 +12,7 @@ import { forgetConnectionsTo, preferNewAddress } from '../../netlab/path-faults.
 import { TwoHostNetwork } from '../../netlab/two-hosts.js';
 import { WanHosts } from '../../netlab/wan-hosts.js';
 import { NODE, peerScript, procs } from '../harness/context.js';
+import { removeAtExit } from '../harness/hosts.js';
 import { ms, table } from '../harness/format.js';
 import { progress, results, say } from '../harness/report.js';
 import type { BenchSection } from '../harness/section.js';
@@ -39,6 +40,7 @@ interface Place {
 
 /** Two hosts, a target and the tunnel on them; `scenario` runs with them; then all of it goes. */
 async function onTwoHosts<T>(name: string, hosts: TwoHostNetwork, open: () => Promise<void>, scenario: (place: Place) => Promise<T>): Promise<T> {
+  const removed = removeAtExit(hosts);
   await open();
   const client: BenchHost = { ns: hosts.client, address: hosts.clientAddress };
   const server: BenchHost = { ns: hosts.server, address: TwoHostNetwork.SERVER_ADDRESS };
@@ -56,6 +58,7 @@ async function onTwoHosts<T>(name: string, hosts: TwoHostNetwork, open: () => Pr
     // The emulated path has a forwarder to stop too.
     if (hosts instanceof WanHosts) await hosts.close();
     else hosts.destroyNamespaces();
+    removed();
   }
 }
 

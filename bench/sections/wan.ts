@@ -13,6 +13,7 @@
  */
 import { WanHosts, type PathSettings } from '../../netlab/wan-hosts.js';
 import { NODE, peerScript, procs } from '../harness/context.js';
+import { removeAtExit } from '../harness/hosts.js';
 import { ms, ratio, table } from '../harness/format.js';
 import { progress, results, say } from '../harness/report.js';
 import type { BenchSection } from '../harness/section.js';
@@ -65,6 +66,7 @@ interface WanPlace {
 /** Runs `measure` on fresh WAN hosts with a target and an iperf3 server, its result under results.wan[key]. */
 async function onWan(key: string, measure: (place: WanPlace) => Promise<Record<string, unknown>>): Promise<void> {
   const hosts = new WanHosts(`b${process.pid % 10_000}`);
+  const removed = removeAtExit(hosts);
   await hosts.open({ seed: 1 });
   const client: BenchHost = { ns: hosts.client, address: WanHosts.CLIENT_ADDRESS };
   const server: BenchHost = { ns: hosts.server, address: WanHosts.SERVER_ADDRESS };
@@ -78,6 +80,7 @@ async function onWan(key: string, measure: (place: WanPlace) => Promise<Record<s
     out[key] = await measure({ hosts, client, server, targetPort, iperfPort });
   } finally {
     await hosts.close(); // kills what still runs on the two hosts
+    removed();
   }
 }
 
