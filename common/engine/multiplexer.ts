@@ -221,6 +221,11 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> implements Sess
     this.#scheduler.scheduleFlush();
   }
 
+  /** A round trip timed on `link` by the caller: counted if it is still the current link. */
+  noteRoundTrip(link: Link, rttMs: number): void {
+    if (this.#link === link) this.#scheduler.noteRoundTrip(rttMs);
+  }
+
   /**
    * Adds `express`, a second connection that completed its handshake (JOIN/WELCOME), to the
    * current link: small sessions' packets go on it from now on (§4.11). Only once the resume

@@ -172,10 +172,11 @@ export class SendScheduler {
     this.#control = [];
     this.#sharedLink.newPath();
     this.#rtt.reset();
-    if (roundTripMs !== undefined) this.#noteRoundTrip(roundTripMs);
+    if (roundTripMs !== undefined) this.noteRoundTrip(roundTripMs);
   }
 
-  #noteRoundTrip(rttMs: number): void {
+  /** A round trip timed on the current link: by the scheduler's own probes, or by its owner (the server's probe at link-up). */
+  noteRoundTrip(rttMs: number): void {
     this.#sharedLink.noteRoundTrip(rttMs);
     this.#rtt.noteSample(rttMs);
   }
@@ -328,7 +329,7 @@ export class SendScheduler {
     const now = this.#clock.now();
     slot.session.acknowledge(ack, { now, minRttMs: this.#sharedLink.minRttMs });
     if (slot.probeSentAt >= 0 && seqBefore(slot.probeSeq, ack)) {
-      this.#noteRoundTrip(now - slot.probeSentAt);
+      this.noteRoundTrip(now - slot.probeSentAt);
       slot.probeSentAt = -1;
     }
     // An ack that moved: the wait starts again from now, or ends with nothing left in flight.

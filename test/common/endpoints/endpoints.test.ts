@@ -97,6 +97,25 @@ describe('endpoints: sessions over a link', () => {
     expect(events).toEqual(['error: session reset by peer: target 127.0.0.1:9 unreachable: connect ECONNREFUSED 127.0.0.1:9']);
   });
 
+  it('the server times the path at link-up (a probe the client answers), before it has sent anything', async () => {
+    // The server's WELCOME and probe are held 40 ms (clock time), as a path's round trip would hold them.
+    const held: FaultyPair[] = [];
+    const hold = (pair: FaultyPair): void => {
+      pair.blockWrites(pair.b);
+      held.push(pair);
+    };
+    const rig = Rig.memory({ client: QUIET_TIMERS, server: QUIET_TIMERS, tap: (pair) => pair.b.once('data', () => hold(pair)) });
+    const up = rig.nextUp();
+    await rig.advanceUntil(() => held.length > 0);
+    const pair = held[0] as FaultyPair;
+    await rig.clock.advance(40);
+    pair.resume();
+    await up;
+    await settle();
+    expect(rig.server.linkedClientPaths()[0]?.minRttMs).toBe(40);
+    expect(rig.server.sessionCount).toBe(0);
+  });
+
   it('carries many sessions at once, each intact', async () => {
     const rig = Rig.memory();
     const count = 20;
