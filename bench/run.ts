@@ -25,7 +25,7 @@ import { targetRows, targetsTable } from './harness/targets.js';
 import { SECTIONS } from './sections/index.js';
 import { IDLE_SESSIONS } from './sections/scale.js';
 
-const WATCHDOG_MS = 15 * 60 * 1000;
+const WATCHDOG_MS = 30 * 60 * 1000;
 
 /** The sections to run, in the registry's order: all, or those --only names; --no-profile drops the profile. */
 function parseSections(argv: string[]): BenchSection[] {

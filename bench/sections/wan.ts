@@ -2,16 +2,17 @@
  * WAN: the tunnel, with a secret, on an emulated wide-area path (netlab/wan-hosts.ts: two
  * namespaces joined by a user-space forwarder with delay, a bottleneck queue and loss), against
  * direct TCP and ssh -L on the same path in the same run.
- *   - keys beside bulk: a key every 50 ms while a bulk upload fills the bottleneck's queue; direct
- *     is two separate TCP connections, the tunnel two sessions on one link. 20 Mbit/s with 25 ms
- *     one way and 100 Mbit/s with 50 ms, both with a 200 ms queue (a deep buffer).
+ *   - keys beside bulk: a key every 50 ms while a bulk upload fills the bottleneck's queue, then
+ *     while a bulk download fills the other way's; direct is two separate TCP connections, the
+ *     tunnel two sessions on one link. 20 Mbit/s with 25 ms one way and 100 Mbit/s with 50 ms,
+ *     both with a 200 ms queue (a deep buffer).
  *   - a long fat path: one iperf3 stream, 150 Mbit/s, 100 ms one way, each way.
  *   - loss: 1% at random, 50 Mbit/s, 25 ms one way, each way.
  * Each case runs in two alternated rounds: the keys of both runs pooled, the best stream counting.
  * Targets (issue 16): key p99 <= 1.2x direct and bulk >= 0.9x direct; one stream >= 0.9x direct
  * and >= 1.0x ssh -L; under loss >= 0.9x direct.
  */
-import { WanHosts, type PathSettings } from '../../netlab/wan-hosts.js';
+import { WanHosts, type PathDirection, type PathSettings } from '../../netlab/wan-hosts.js';
 import { NODE, peerScript, procs } from '../harness/context.js';
 import { removeAtExit } from '../harness/hosts.js';
 import { ms, ratio, table } from '../harness/format.js';
@@ -88,16 +89,16 @@ interface KeysRun {
   samples: number[];
   lost: number;
   bulkMbit: number;
-  /** The upload bottleneck's queue (what a packet arriving then would wait), sampled while the keys ran. */
+  /** The bulk's bottleneck queue (what a packet arriving then would wait), sampled while the keys ran. */
   queueWaits: number[];
 }
 
-/** A bulk upload and, once it has filled the queue, keys; both through `address` from the client host. */
-async function keysAndBulk(place: WanPlace, name: string, address: string): Promise<KeysRun> {
-  const bulk = procs.spawn(`${name}-bulk`, ...onHost(place.client, NODE, [peerScript('bulk'), address, 'upload', String(BULK_SECONDS)]));
+/** A bulk transfer and, once it has filled the queue, keys; both through `address` from the client host. */
+async function keysAndBulk(place: WanPlace, name: string, address: string, bulkWay: PathDirection): Promise<KeysRun> {
+  const bulk = procs.spawn(`${name}-bulk`, ...onHost(place.client, NODE, [peerScript('bulk'), address, bulkWay, String(BULK_SECONDS)]));
   await sleep(KEYS_AFTER_MS);
   const keys = procs.spawn(`${name}-keys`, ...onHost(place.client, NODE, [peerScript('keys'), address, String(KEY_INTERVAL_MS), String(KEYS_SECONDS)]));
-  const queueWaits = sampleQueue(place.hosts, KEYS_SECONDS * 1000);
+  const queueWaits = sampleQueue(place.hosts, bulkWay, KEYS_SECONDS * 1000);
   const keyResult = await procs.jsonResult<{ samples: number[]; lost: number }>(keys, (KEYS_SECONDS + 15) * 1000);
   const bulkResult = await procs.jsonResult<BulkResult>(bulk, (BULK_SECONDS + 60) * 1000);
   return {
@@ -108,11 +109,11 @@ async function keysAndBulk(place: WanPlace, name: string, address: string): Prom
   };
 }
 
-/** The upload bottleneck's queue every QUEUE_SAMPLE_MS for `durationMs`: where a key's extra wait comes from. */
-async function sampleQueue(hosts: WanHosts, durationMs: number): Promise<number[]> {
+/** One way's bottleneck queue every QUEUE_SAMPLE_MS for `durationMs`: where a key's extra wait comes from. */
+async function sampleQueue(hosts: WanHosts, way: PathDirection, durationMs: number): Promise<number[]> {
   const waits: number[] = [];
   for (const end = Date.now() + durationMs; Date.now() < end; await sleep(QUEUE_SAMPLE_MS)) {
-    waits.push((await hosts.stats()).upload.waitMs);
+    waits.push((await hosts.stats())[way].waitMs);
   }
   return waits;
 }
@@ -130,44 +131,52 @@ function pooled(runs: readonly KeysRun[]): { keys: Percentiles; lost: number; bu
 async function keysBesideBulk(place: WanPlace): Promise<Record<string, unknown>> {
   const rows: string[][] = [];
   const data: Record<string, unknown> = {};
-  for (const { label, settings } of KEYS_PATHS) {
+  for (const { label: pathLabel, settings } of KEYS_PATHS) {
     await place.hosts.set(settings);
-    // Alternated rounds (direct, tunnel, tunnel, direct), the keys of each way pooled: one run
-    // each moved direct's p99 from 128 to 297 ms between benches.
-    const runs: Record<'direct' | 'tunnel', KeysRun[]> = { direct: [], tunnel: [] };
-    for (const way of alternatedSchedule(['direct', 'tunnel'] as const, KEYS_ROUNDS)) {
-      progress(`wan: keys beside a bulk upload, ${label}: ${way}`);
-      if (way === 'direct') {
-        runs.direct.push(await keysAndBulk(place, 'wan-keys-direct', `${place.server.address}:${place.targetPort}`));
-      } else {
-        const path = await startTunnel('wan-keys', place.targetPort, { tls: true, client: place.client, server: place.server });
-        try {
-          runs.tunnel.push(await keysAndBulk(place, 'wan-keys-tunnel', `${HOST}:${path.port}`));
-        } finally {
-          await stopPath(path);
-        }
-      }
-      await sleep(1000); // the queue drains
+    for (const bulkWay of ['upload', 'download'] as const) {
+      const label = bulkWay === 'upload' ? pathLabel : `${pathLabel} (download)`;
+      data[label] = { settings, ...(await keysBesideOneBulk(place, label, bulkWay, rows)) };
     }
-    const directResult = pooled(runs.direct);
-    const tunnelResult = pooled(runs.tunnel);
-    const p99Ratio = tunnelResult.keys.p99 / directResult.keys.p99;
-    const bulkRatio = tunnelResult.bulkMbit / directResult.bulkMbit;
-    data[label] = { settings, direct: directResult, tunnel: tunnelResult, ratio: { keyP99: p99Ratio, bulk: bulkRatio }, runs };
-    for (const [who, r] of [['direct TCP (separate connections)', directResult], ['tunnel (one link, secret)', tunnelResult]] as const) {
-      rows.push([
-        `${label}: ${who}`, ms(r.keys.p50, 1), ms(r.keys.p99, 1), ms(r.keys.max, 1), `${r.keys.count}`, `${r.lost}`, r.bulkMbit.toFixed(1),
-        ms(r.queue.p50, 0), ms(r.queue.p99, 0),
-      ]);
-    }
-    addTarget(`WAN ${label}: key p99 beside bulk upload, tunnel / direct`, p99Ratio,
-      `${ratio(p99Ratio)} (${ms(tunnelResult.keys.p99, 0)} vs ${ms(directResult.keys.p99, 0)} ms)`, `<= ${TARGETS.keyP99Ratio}x`, p99Ratio <= TARGETS.keyP99Ratio);
-    addTarget(`WAN ${label}: bulk upload beside keys, tunnel / direct`, bulkRatio,
-      `${ratio(bulkRatio)} (${tunnelResult.bulkMbit.toFixed(1)} vs ${directResult.bulkMbit.toFixed(1)} Mbit/s)`, `>= ${TARGETS.bulkRatio}x`, bulkRatio >= TARGETS.bulkRatio);
   }
-  say(`\n== WAN: a key every ${KEY_INTERVAL_MS} ms beside a bulk upload, 200 ms bottleneck queue (ms; ${KEYS_ROUNDS} alternated runs each, keys pooled) ==`);
+  say(`\n== WAN: a key every ${KEY_INTERVAL_MS} ms beside a bulk upload, then a bulk download, 200 ms bottleneck queue (ms; ${KEYS_ROUNDS} alternated runs each, keys pooled) ==`);
   say(table(rows, ['path: how', 'key p50', 'p99', 'max', 'keys', 'lost', 'bulk Mbit/s', 'queue p50', 'queue p99']));
   return data;
+}
+
+/** Keys beside one bulk transfer on the path as set, direct and through the tunnel: its rows and targets added. */
+async function keysBesideOneBulk(place: WanPlace, label: string, bulkWay: PathDirection, rows: string[][]): Promise<Record<string, unknown>> {
+  // Alternated rounds (direct, tunnel, tunnel, direct), the keys of each way pooled: one run
+  // each moved direct's p99 from 128 to 297 ms between benches.
+  const runs: Record<'direct' | 'tunnel', KeysRun[]> = { direct: [], tunnel: [] };
+  for (const way of alternatedSchedule(['direct', 'tunnel'] as const, KEYS_ROUNDS)) {
+    progress(`wan: keys beside a bulk ${bulkWay}, ${label}: ${way}`);
+    if (way === 'direct') {
+      runs.direct.push(await keysAndBulk(place, 'wan-keys-direct', `${place.server.address}:${place.targetPort}`, bulkWay));
+    } else {
+      const path = await startTunnel('wan-keys', place.targetPort, { tls: true, client: place.client, server: place.server });
+      try {
+        runs.tunnel.push(await keysAndBulk(place, 'wan-keys-tunnel', `${HOST}:${path.port}`, bulkWay));
+      } finally {
+        await stopPath(path);
+      }
+    }
+    await sleep(1000); // the queue drains
+  }
+  const directResult = pooled(runs.direct);
+  const tunnelResult = pooled(runs.tunnel);
+  const p99Ratio = tunnelResult.keys.p99 / directResult.keys.p99;
+  const bulkRatio = tunnelResult.bulkMbit / directResult.bulkMbit;
+  for (const [who, r] of [['direct TCP (separate connections)', directResult], ['tunnel (one link, secret)', tunnelResult]] as const) {
+    rows.push([
+      `${label}: ${who}`, ms(r.keys.p50, 1), ms(r.keys.p99, 1), ms(r.keys.max, 1), `${r.keys.count}`, `${r.lost}`, r.bulkMbit.toFixed(1),
+      ms(r.queue.p50, 0), ms(r.queue.p99, 0),
+    ]);
+  }
+  addTarget(`WAN ${label}: key p99 beside bulk ${bulkWay}, tunnel / direct`, p99Ratio,
+    `${ratio(p99Ratio)} (${ms(tunnelResult.keys.p99, 0)} vs ${ms(directResult.keys.p99, 0)} ms)`, `<= ${TARGETS.keyP99Ratio}x`, p99Ratio <= TARGETS.keyP99Ratio);
+  addTarget(`WAN ${label}: bulk ${bulkWay} beside keys, tunnel / direct`, bulkRatio,
+    `${ratio(bulkRatio)} (${tunnelResult.bulkMbit.toFixed(1)} vs ${directResult.bulkMbit.toFixed(1)} Mbit/s)`, `>= ${TARGETS.bulkRatio}x`, bulkRatio >= TARGETS.bulkRatio);
+  return { direct: directResult, tunnel: tunnelResult, ratio: { keyP99: p99Ratio, bulk: bulkRatio }, runs };
 }
 
 /** One iperf3 stream each way: direct, through the tunnel, and (`withSsh`) through ssh -L. */
