@@ -33,8 +33,9 @@ export interface Slot {
   ackDue: boolean;
   /** In #acksDelayed: its ack waits for a packet to ride on, until #ackTimer fires. */
   ackDelayed: boolean;
-  /** In #acksHeld: its ack waits longer, for the session's next keystroke (see ackHoldMs), until #holdTimer fires. */
+  /** In #acksHeld: its ack waits longer, for the session's next keystroke (see ackHoldMs), until ackHeldUntil. */
   ackHeld: boolean;
+  ackHeldUntil: number;
   /** Payload bytes written since the last packet that asked for an ack (shared-link pacing). */
   sentSinceAckRequest: number;
   /** A packet the peer acks at once, timed to measure the round trip: its seq, and when it went (-1: none). */
@@ -73,11 +74,13 @@ export const ACK_HOLD_MAX_MS = 100;
  * would otherwise cost the express lane two packets per key, its lone ack and the next key; with
  * more than BBR's ProbeRTT allowance (4 packets) in a round trip, keys queue in the kernel for
  * 200 ms every 10 s. Held at most ACK_HOLD_MAX_MS, never less than the usual delay, and short
- * enough on a long path that the peer's wait (a round trip and the hold) stays under its floor.
+ * enough on a long or queued path that the peer's wait (a round trip, the hold and perhaps the
+ * usual delay after it) stays under its floor. `roundTripMs`: the larger of the path's fastest and
+ * smoothed round trips, null before either is measured.
  */
-export function ackHoldMs(ackDelayMs: number, minRttMs: number | null): number {
-  if (minRttMs === null) return ackDelayMs;
-  return Math.max(ackDelayMs, Math.min(ACK_HOLD_MAX_MS, ACK_WAIT_MIN_MS - 2 * minRttMs));
+export function ackHoldMs(ackDelayMs: number, roundTripMs: number | null): number {
+  if (roundTripMs === null) return ackDelayMs;
+  return Math.max(ackDelayMs, Math.min(ACK_HOLD_MAX_MS, ACK_WAIT_MIN_MS - 2 * roundTripMs - ackDelayMs));
 }
 
 export const EMPTY_PAYLOAD = Buffer.alloc(0);
@@ -152,6 +155,7 @@ export class SendScheduler {
       ackDue: false,
       ackDelayed: false,
       ackHeld: false,
+      ackHeldUntil: 0,
       sentSinceAckRequest: 0,
       probeSeq: 0,
       probeSentAt: -1,
@@ -275,13 +279,17 @@ export class SendScheduler {
       return;
     }
     if (slot.ackDue || slot.ackDelayed) return;
-    // One packet of a session on the express lane (a keystroke's echo): its ack waits for the
-    // session's next keystroke. A second packet: the usual delay (its entry in #acksHeld goes stale).
-    if (slot.onExpress && this.#express !== null && slot.session.packetsAwaitingAck === 1) {
+    // One packet of a session on the express lane (a keystroke's echo) while keystrokes of its
+    // own are in flight (typing faster than the round trip, when the lane would carry most packets
+    // per round trip): its ack waits for the next keystroke. With nothing of its own in flight, or
+    // a second packet, the usual delay (an entry in #acksHeld goes stale): the peer may be waiting
+    // for that ack to change lanes (#laneFor), and nothing says another keystroke is coming.
+    if (slot.onExpress && this.#express !== null && slot.session.hasInFlight && slot.session.packetsAwaitingAck === 1) {
       if (slot.ackHeld) return;
       slot.ackHeld = true;
+      slot.ackHeldUntil = this.#clock.now() + this.#ackHoldMs();
       this.#acksHeld.push(slot);
-      this.#holdTimer ??= this.#clock.setTimeout(this.#releaseHeldAcks, ackHoldMs(this.#config.ackDelayMs, this.#sharedLink.minRttMs));
+      this.#holdTimer ??= this.#clock.setTimeout(this.#releaseHeldAcks, slot.ackHeldUntil - this.#clock.now());
       return;
     }
     slot.ackHeld = false;
@@ -299,10 +307,27 @@ export class SendScheduler {
     this.scheduleFlush();
   };
 
-  /** The hold is over: held acks whose session wrote nothing since go out on their own. */
+  #ackHoldMs(): number {
+    const { minRttMs } = this.#sharedLink;
+    const smoothedMs = this.#rtt.smoothedMs;
+    const roundTripMs = minRttMs === null && smoothedMs === null ? null : Math.max(minRttMs ?? 0, smoothedMs ?? 0);
+    return ackHoldMs(this.#config.ackDelayMs, roundTripMs);
+  }
+
+  /**
+   * Holds that are over: their acks (of sessions that wrote nothing since) go out on their own.
+   * Each hold ends at its own time; the timer is set again for the oldest still running (holds
+   * are about as long as each other, so the oldest ends first).
+   */
   readonly #releaseHeldAcks = (): void => {
     this.#holdTimer = null;
-    for (let slot = this.#acksHeld.shift(); slot !== undefined; slot = this.#acksHeld.shift()) {
+    const now = this.#clock.now();
+    for (let slot = this.#acksHeld.peek(); slot !== undefined; slot = this.#acksHeld.peek()) {
+      if (slot.ackHeld && slot.ackHeldUntil > now) {
+        this.#holdTimer = this.#clock.setTimeout(this.#releaseHeldAcks, slot.ackHeldUntil - now);
+        break;
+      }
+      this.#acksHeld.shift();
       if (slot.ackHeld) this.markAckDue(slot);
     }
     this.scheduleFlush();

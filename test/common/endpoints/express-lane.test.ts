@@ -180,7 +180,7 @@ describe('endpoints: the express lane', () => {
     expect(rig.errorsOf(upload)).toEqual([]);
   });
 
-  it("a keystroke's echo is acknowledged by the next keystroke, not by an ack of its own; two packets, by the usual delayed ack", async () => {
+  it("typing ahead of the round trip: an echo's ack rides on the next keystroke, or goes alone when its hold ends; otherwise the usual delay", async () => {
     const { rig, lanes } = tappedRig();
     await upWithLane(rig, lanes);
     const express = lanes[1] as Lane;
@@ -190,37 +190,63 @@ describe('endpoints: the express lane', () => {
     keys.write('a');
     const atServer = await rig.serverSession(0);
     await rig.advanceUntil(() => keys.inFlightBytes === 0);
-    atServer.write('A');
-    await echoes.atLeast(1);
-    // Five times the ack delay: the echo's ack is still held, for the next keystroke.
+    /** The echo is held on its way (a long round trip) while the next key goes out: it arrives with that key in flight. */
+    const echoBehindKey = async (echo: string, key: string): Promise<void> => {
+      express.pair.blockWrites(express.pair.b);
+      atServer.write(echo);
+      await settle();
+      keys.write(key);
+      await settle();
+      express.pair.resume();
+      await echoes.atLeast(echoes.text.length + echo.length);
+    };
+
+    // Five times the usual delay: the echo's ack is still held, for the next keystroke, which carries it.
+    await echoBehindKey('A', 'b');
     await rig.clock.advance(DEFAULT_ENGINE_CONFIG.ackDelayMs * 5);
     await settle();
     expect(loneAcks()).toBe(0);
     expect(atServer.inFlightBytes).toBe(1);
-    keys.write('b');
+    keys.write('c');
     await settle();
     expect(sequencedOf(express, keys.id).at(-1)?.length).toBe(1);
-    expect(atServer.inFlightBytes).toBe(0); // the keystroke carried the ack
+    expect(atServer.inFlightBytes).toBe(0);
     expect(loneAcks()).toBe(0);
 
-    // No keystroke follows: the ack goes alone once the hold is over (on the main lane, idle here).
-    await rig.advanceUntil(() => keys.inFlightBytes === 0);
-    atServer.write('B');
-    await echoes.atLeast(2);
-    await rig.clock.advance(ACK_HOLD_MAX_MS);
+    // No keystroke follows: the ack goes alone once its hold is over (on the main lane, idle here).
+    await echoBehindKey('B', 'd');
+    await rig.clock.advance(ACK_HOLD_MAX_MS - 1);
+    await settle();
+    expect(loneAcks()).toBe(0);
+    await rig.clock.advance(1);
     await settle();
     expect(loneAcks()).toBe(1);
     expect(atServer.inFlightBytes).toBe(0);
 
-    // Two packets waiting (output, not an echo): the usual delay.
+    // Nothing of its own in flight (the typist stopped; or the peer waits for this ack to change
+    // lanes): the usual delay.
+    await rig.advanceUntil(() => keys.inFlightBytes === 0);
+    const before = loneAcks();
     atServer.write('C');
     await echoes.atLeast(3);
-    atServer.write('D');
-    await echoes.atLeast(4);
     await rig.clock.advance(DEFAULT_ENGINE_CONFIG.ackDelayMs);
     await settle();
-    expect(loneAcks()).toBe(2);
-    expect(echoes.text).toBe('ABCD');
+    expect(loneAcks()).toBe(before + 1);
+
+    // Two packets waiting (output, not an echo): the usual delay too.
+    express.pair.blockWrites(express.pair.b);
+    atServer.write('D');
+    await settle();
+    atServer.write('E');
+    await settle();
+    keys.write('e');
+    await settle();
+    express.pair.resume();
+    await echoes.atLeast(5);
+    await rig.clock.advance(DEFAULT_ENGINE_CONFIG.ackDelayMs);
+    await settle();
+    expect(loneAcks()).toBe(before + 2);
+    expect(echoes.text).toBe('ABCDE');
   });
 
   it('the link goes down with its lane; the next link resumes every session and gets a lane of its own', async () => {

@@ -6,10 +6,13 @@ describe('Fifo', () => {
   it('gives items back in the order they were pushed, and undefined when empty', () => {
     const fifo = new Fifo<string>();
     expect(fifo.shift()).toBeUndefined();
+    expect(fifo.peek()).toBeUndefined();
     fifo.push('a');
     fifo.push('b');
     expect(fifo.length).toBe(2);
+    expect(fifo.peek()).toBe('a');
     expect(fifo.shift()).toBe('a');
+    expect(fifo.peek()).toBe('b');
     fifo.push('c');
     expect([fifo.shift(), fifo.shift(), fifo.shift()]).toEqual(['b', 'c', undefined]);
     expect(fifo.length).toBe(0);
