@@ -286,10 +286,11 @@ export class SendScheduler {
     // for that ack to change lanes (#laneFor), and nothing says another keystroke is coming.
     if (slot.onExpress && this.#express !== null && slot.session.hasInFlight && slot.session.packetsAwaitingAck === 1) {
       if (slot.ackHeld) return;
+      const holdMs = this.#ackHoldMs();
       slot.ackHeld = true;
-      slot.ackHeldUntil = this.#clock.now() + this.#ackHoldMs();
+      slot.ackHeldUntil = this.#clock.now() + holdMs;
       this.#acksHeld.push(slot);
-      this.#holdTimer ??= this.#clock.setTimeout(this.#releaseHeldAcks, slot.ackHeldUntil - this.#clock.now());
+      this.#holdTimer ??= this.#clock.setTimeout(this.#releaseHeldAcks, holdMs);
       return;
     }
     slot.ackHeld = false;
