@@ -1,12 +1,11 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { WanHosts } from '../../netlab/wan-hosts.js';
 import { useCleanup } from '../helpers/cleanup.js';
-import { REPO_ROOT, startCproxy, startSproxy, isLinkUp } from '../helpers/proxies.js';
+import { startCproxy, startSproxy, isLinkUp } from '../helpers/proxies.js';
 import { secretFile } from '../helpers/secrets.js';
+import { startWanPeer, type WanPeer } from '../helpers/wan-peer.js';
 
-const PEER = join(REPO_ROOT, 'test', 'fixtures', 'wan-peer.mjs');
 const TARGET_PORT = 7000;
 const LINK_PORT = 6203;
 /** 60 in the issue's acceptance (run by hand: FALSE_ALARM_SECONDS=60); CI runs a third of it. */
@@ -29,14 +28,7 @@ describe('no false alarms on a slow, deeply queued path (emulated, with a secret
     // Loss-based congestion control fills the queue, as CUBIC on most hosts would (BBR, this
     // machine's default, keeps it short; a namespace may choose only reno besides).
     for (const ns of [hosts.client, hosts.server]) execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv4.tcp_congestion_control=reno']);
-    const onHost = (ns: string, args: string[]): { child: ChildProcess; output: Promise<string> } => {
-      const child = spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-      defer(() => child.kill('SIGKILL'));
-      let out = '';
-      child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
-      const output = new Promise<string>((resolve) => child.stdout?.on('data', () => out.includes('\n') && resolve(out.trim())));
-      return { child, output };
-    };
+    const onHost = (ns: string, args: string[]): WanPeer => startWanPeer(defer, ns, args);
     const sink = onHost(hosts.server, ['server', `127.0.0.1:${TARGET_PORT}`]);
     const { file } = secretFile(defer);
     const secret = ['--secret-file', file];

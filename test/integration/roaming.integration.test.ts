@@ -1,14 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { clientPortsTo, forgetConnection, forgetConnectionsTo, preferNewAddress } from '../../netlab/path-faults.js';
 import { TwoHostNetwork } from '../../netlab/two-hosts.js';
 import { WanHosts } from '../../netlab/wan-hosts.js';
 import { useCleanup } from '../helpers/cleanup.js';
-import { REPO_ROOT, startCproxy, startSproxy, isLinkUp, type StartedProxy } from '../helpers/proxies.js';
+import { startCproxy, startSproxy, isLinkUp, type StartedProxy } from '../helpers/proxies.js';
 import { secretFile } from '../helpers/secrets.js';
+import { startWanPeer } from '../helpers/wan-peer.js';
 
-const PEER = join(REPO_ROOT, 'test', 'fixtures', 'wan-peer.mjs');
 const TARGET_PORT = 7000;
 const LINK_PORT = 6202;
 const ROAMED_ADDRESS = '10.77.0.3';
@@ -54,9 +53,7 @@ describe('roaming and outages on two hosts (namespaces, with a secret)', () => {
   }
 
   function onHost(ns: string, args: string[]): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-    defer(() => child.kill('SIGKILL'));
-    return child;
+    return startWanPeer(defer, ns, args).child;
   }
 
   /** Types `count` keys on the client host; `during` runs meanwhile; resolves with what the keys saw. */

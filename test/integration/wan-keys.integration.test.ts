@@ -1,12 +1,11 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { WanHosts } from '../../netlab/wan-hosts.js';
 import { useCleanup } from '../helpers/cleanup.js';
-import { REPO_ROOT, startCproxy, startSproxy, isLinkUp } from '../helpers/proxies.js';
+import { startCproxy, startSproxy, isLinkUp } from '../helpers/proxies.js';
 import { secretFile } from '../helpers/secrets.js';
+import { startWanPeer } from '../helpers/wan-peer.js';
 
-const PEER = join(REPO_ROOT, 'test', 'fixtures', 'wan-peer.mjs');
 const TARGET_PORT = 7000;
 const LINK_PORT = 6200;
 
@@ -35,11 +34,7 @@ describe('keystrokes beside a bulk upload on a slow WAN (emulated, with a secret
     const hosts = new WanHosts(`k${process.pid % 10_000}`);
     await hosts.open({ rateMbit: 20, delayMs: 25, queueMs: 200 });
     defer(() => hosts.close());
-    const onHost = (ns: string, args: string[]): ChildProcess => {
-      const child = spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-      defer(() => child.kill('SIGKILL'));
-      return child;
-    };
+    const onHost = (ns: string, args: string[]): ChildProcess => startWanPeer(defer, ns, args).child;
     onHost(hosts.server, ['server', `127.0.0.1:${TARGET_PORT}`]);
     const { file } = secretFile(defer);
     const secret = ['--secret-file', file];

@@ -1,12 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WanHosts } from '../../netlab/wan-hosts.js';
 import { useCleanup } from '../helpers/cleanup.js';
-import { REPO_ROOT, startCproxy, startSproxy, isLinkUp } from '../helpers/proxies.js';
+import { startCproxy, startSproxy, isLinkUp } from '../helpers/proxies.js';
 import { secretFile } from '../helpers/secrets.js';
+import { startWanPeer } from '../helpers/wan-peer.js';
 
-const PEER = join(REPO_ROOT, 'test', 'fixtures', 'wan-peer.mjs');
 const TARGET_PORT = 7000;
 const LINK_PORT = 6202;
 const UPLOAD_SECONDS = 4;
@@ -27,17 +25,7 @@ describe('1% random loss on an emulated WAN (with a secret)', () => {
     const hosts = new WanHosts(`l${process.pid % 10_000}`);
     await hosts.open({ rateMbit: 50, delayMs: 25, queueMs: 100, loss: 0.01 });
     defer(() => hosts.close());
-    const onHost = (ns: string, args: string[]): Promise<string> => {
-      const child: ChildProcess = spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-      defer(() => child.kill('SIGKILL'));
-      let out = '';
-      return new Promise((resolve) =>
-        child.stdout?.on('data', (chunk: Buffer) => {
-          out += chunk.toString('utf8');
-          if (out.includes('\n')) resolve(out.trim());
-        }),
-      );
-    };
+    const onHost = (ns: string, args: string[]): Promise<string> => startWanPeer(defer, ns, args).output;
     const sink = onHost(hosts.server, ['server', `127.0.0.1:${TARGET_PORT}`]);
     const { file } = secretFile(defer);
     const secret = ['--secret-file', file];

@@ -1,12 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { WanHosts } from '../../netlab/wan-hosts.js';
 import { useCleanup } from '../helpers/cleanup.js';
-import { REPO_ROOT, startCproxy, startSproxy, isLinkUp, type LogLine } from '../helpers/proxies.js';
+import { startCproxy, startSproxy, isLinkUp, type LogLine } from '../helpers/proxies.js';
 import { secretFile } from '../helpers/secrets.js';
+import { startWanPeer } from '../helpers/wan-peer.js';
 
-const PEER = join(REPO_ROOT, 'test', 'fixtures', 'wan-peer.mjs');
 const TARGET_PORT = 7000;
 const LINK_PORT = 6201;
 const MiB = 1024 * 1024;
@@ -38,11 +37,7 @@ describe('one bulk session on a long fat path (emulated, with a secret)', () => 
     const hosts = new WanHosts(`w${process.pid % 10_000}`);
     await hosts.open({ rateMbit: RATE_MBIT, delayMs: ONE_WAY_MS, queueMs: 200 });
     defer(() => hosts.close());
-    const onHost = (ns: string, args: string[]): ChildProcess => {
-      const child = spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
-      defer(() => child.kill('SIGKILL'));
-      return child;
-    };
+    const onHost = (ns: string, args: string[]): ChildProcess => startWanPeer(defer, ns, args).child;
     const ran = async (child: ChildProcess): Promise<void> => {
       await new Promise((resolve) => child.once('exit', resolve));
     };
